@@ -6,6 +6,27 @@
 //! - `openai`: OpenAI-compatible chat completions (llama.cpp, Ollama, vLLM).
 //! - `replay`: plays the model's side of a recorded transcript.
 //! - `scripted`: canned answers for tests.
+//! - `provider`: picks one of them from the command line and the environment.
+//!
+//! The two HTTP clients share their retry rules (`retry`): transient failures
+//! (rate limits, overload, 5xx, dropped connections) are retried with backoff,
+//! everything else is returned at once as a typed [`ModelError`].
+
+pub mod anthropic;
+mod http;
+pub mod openai;
+pub mod provider;
+pub mod replay;
+mod retry;
+pub mod scripted;
+mod sse;
+
+pub use anthropic::{AnthropicClient, AnthropicConfig};
+pub use openai::{OpenAiClient, OpenAiConfig};
+pub use provider::{ProviderSpec, resolve};
+pub use replay::ReplayModel;
+pub use retry::RetryPolicy;
+pub use scripted::{ScriptedModel, Step};
 
 use async_trait::async_trait;
 use cubicle_protocol::conversation::{Message, StopReason, ToolSpec, Usage};
@@ -42,7 +63,8 @@ pub enum ModelDelta {
         /// Tool name.
         name: String,
     },
-    /// The client is waiting before a retry.
+    /// The client is waiting before a retry. Deltas that follow belong to the
+    /// new attempt, which starts its answer from the beginning.
     Retrying {
         /// Attempt about to be made, from 2.
         attempt: u32,
@@ -110,6 +132,11 @@ pub enum ModelError {
     /// The client is misconfigured.
     #[error("{0}")]
     Config(String),
+    /// No provider was named and none could be found in the environment.
+    #[error(
+        "no model provider is configured: set ANTHROPIC_API_KEY, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM)"
+    )]
+    NoProvider,
 }
 
 /// A model provider.
@@ -133,4 +160,16 @@ pub trait ModelClient: Send + Sync {
         deltas: Option<&DeltaTx>,
         cancel: &CancellationToken,
     ) -> Result<ModelResponse, ModelError>;
+}
+
+/// Tool arguments from their streamed JSON. Arguments that do not parse are
+/// kept as the raw string, so the agent can show the model what it wrote.
+pub(crate) fn parse_tool_input(json: &str, start_input: &serde_json::Value) -> serde_json::Value {
+    if json.trim().is_empty() {
+        return match start_input {
+            serde_json::Value::Object(_) => start_input.clone(),
+            _ => serde_json::json!({}),
+        };
+    }
+    serde_json::from_str(json).unwrap_or_else(|_| serde_json::Value::String(json.to_owned()))
 }

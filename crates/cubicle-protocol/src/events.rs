@@ -187,7 +187,11 @@ pub struct Todo {
     /// Where it stands.
     pub status: TodoStatus,
     /// Present-continuous form shown while in progress ("Totalling categories").
-    #[serde(default, rename = "activeForm", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "activeForm",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active_form: Option<String>,
 }
 
@@ -273,6 +277,9 @@ pub enum Op {
         /// The decision.
         decision: ApprovalDecision,
     },
+    /// Run a turn without a new message: continue unfinished work after a
+    /// resume.
+    Continue,
     /// Stop the running turn; the session stays open.
     Interrupt,
     /// End the session.
@@ -292,7 +299,10 @@ mod tests {
             event: Event::TextDelta { text: "hi".into() },
         };
         let v = serde_json::to_value(&msg).unwrap();
-        assert_eq!(v, json!({"agent": "task-1", "type": "text_delta", "text": "hi"}));
+        assert_eq!(
+            v,
+            json!({"agent": "task-1", "type": "text_delta", "text": "hi"})
+        );
         assert_eq!(serde_json::from_value::<EventMsg>(v).unwrap(), msg);
     }
 

@@ -380,7 +380,10 @@ pub enum OpResult {
         size: u64,
     },
     /// Metadata.
-    Stat(FileStat),
+    Stat {
+        /// The path's metadata.
+        stat: FileStat,
+    },
     /// Directory entries.
     Entries {
         /// Entries, sorted by name.
@@ -571,7 +574,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let bad = json!({"type": "request", "id": 1, "op": {"op": "stat", "path": "/", "extra": 1}});
+        let bad =
+            json!({"type": "request", "id": 1, "op": {"op": "stat", "path": "/", "extra": 1}});
         assert!(serde_json::from_value::<HostFrame>(bad).is_err());
     }
 

@@ -183,7 +183,9 @@ mod tests {
             seq: 3,
             ts: "2026-11-27T10:00:00Z".into(),
             agent: None,
-            record: Record::Interrupted { reason: "Ctrl-C".into() },
+            record: Record::Interrupted {
+                reason: "Ctrl-C".into(),
+            },
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(

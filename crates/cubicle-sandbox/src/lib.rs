@@ -8,6 +8,7 @@ pub mod computer;
 pub mod grants;
 pub mod guest_client;
 pub mod host;
+pub mod jail;
 pub mod locate;
 
 pub use computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};

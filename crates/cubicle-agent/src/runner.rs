@@ -1,0 +1,712 @@
+//! The agent loop: call the model, run the tools it asks for (concurrently),
+//! feed the results back, until the model ends its turn or a budget, an error
+//! or the person stops it. The same loop runs sub-agents.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cubicle_models::{ModelDelta, ModelError, ModelRequest, ModelResponse};
+use cubicle_protocol::conversation::{ContentBlock, Message, StopReason, ToolSpec};
+use cubicle_protocol::events::{Event, NoticeLevel, TurnEndReason};
+use cubicle_protocol::transcript::Record;
+use cubicle_tools::output::truncate_middle;
+use cubicle_tools::session::{ask_user_spec, task_spec, todo_write_spec};
+use cubicle_tools::{Tool, ToolContext, ToolOutput};
+use futures::future::join_all;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::prompt;
+use crate::session::{Shared, lock};
+use crate::transcript::{compaction_message, push_user};
+
+/// Hard cap on the text of one tool result, whatever the tool (a safety net
+/// under each tool's own, tighter limit).
+const MAX_TOOL_RESULT_CHARS: usize = 40_000;
+
+/// Which session-level tools an agent has.
+#[derive(Debug, Clone, Copy)]
+struct SessionTools {
+    todo: bool,
+    ask: bool,
+    task: bool,
+}
+
+/// One agent: the main one, or a sub-agent started by `task`.
+pub(crate) struct Agent {
+    id: Option<String>,
+    shared: Arc<Shared>,
+    tools: Vec<Arc<dyn Tool>>,
+    session_tools: SessionTools,
+    history: Vec<Message>,
+    system: String,
+    max_turns: Option<u32>,
+    turns: u32,
+    /// Prompt size of the last call, for deciding when to compact.
+    last_prompt_tokens: u64,
+}
+
+impl Agent {
+    /// The session's main agent.
+    pub fn main(shared: Arc<Shared>, tools: Vec<Arc<dyn Tool>>, history: Vec<Message>) -> Self {
+        let info = shared.computer.info();
+        let system = shared.config.system_prompt.clone().unwrap_or_else(|| {
+            prompt::system_prompt(info, &shared.config.today, shared.config.interactive)
+        });
+        Self {
+            id: None,
+            tools,
+            session_tools: SessionTools {
+                todo: true,
+                ask: true,
+                task: true,
+            },
+            history,
+            system,
+            max_turns: None,
+            turns: 0,
+            last_prompt_tokens: 0,
+            shared,
+        }
+    }
+
+    fn sub(shared: Arc<Shared>, id: String, tools: Vec<Arc<dyn Tool>>) -> Self {
+        let system = prompt::subagent_prompt(shared.computer.info());
+        let max_turns = Some(shared.config.subagent_max_turns);
+        Self {
+            id: Some(id),
+            tools,
+            session_tools: SessionTools {
+                todo: false,
+                ask: false,
+                task: false,
+            },
+            history: Vec::new(),
+            system,
+            max_turns,
+            turns: 0,
+            last_prompt_tokens: 0,
+            shared,
+        }
+    }
+
+    fn agent(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    fn emit(&self, event: Event) {
+        self.shared.emit(self.agent(), event);
+    }
+
+    fn record(&self, record: Record) {
+        self.shared.record(self.agent(), record);
+    }
+
+    fn specs(&self) -> Vec<ToolSpec> {
+        let mut specs: Vec<ToolSpec> = self.tools.iter().map(|t| t.spec()).collect();
+        if self.session_tools.todo {
+            specs.push(todo_write_spec());
+        }
+        if self.session_tools.ask {
+            specs.push(ask_user_spec());
+        }
+        if self.session_tools.task {
+            specs.push(task_spec());
+        }
+        specs
+    }
+
+    /// Runs one turn: adds `user_text` (if any) and loops until the model is done.
+    pub async fn run_turn(
+        &mut self,
+        user_text: Option<String>,
+        cancel: &CancellationToken,
+    ) -> TurnEndReason {
+        if let Some(text) = user_text {
+            let message = Message::user_text(text);
+            self.record(Record::UserMessage {
+                message: message.clone(),
+            });
+            push_user(&mut self.history, message.content);
+        }
+        let deadline = self.shared.config.max_wall.map(|w| self.shared.started + w);
+        loop {
+            if let Some(reason) = self.budget_exhausted() {
+                self.record(Record::Error {
+                    message: reason.clone(),
+                });
+                return TurnEndReason::Budget { detail: reason };
+            }
+            if cancel.is_cancelled() {
+                return self.interrupted("interrupted by the person");
+            }
+            if self.needs_compaction() {
+                self.compact(cancel).await;
+            }
+            let step = async {
+                let response = match self.call_model(cancel).await {
+                    Ok(r) => r,
+                    Err(end) => return Some(end),
+                };
+                self.after_response(response, cancel).await
+            };
+            let outcome = match deadline {
+                Some(d) => {
+                    let timed_out = tokio::select! {
+                        o = step => Ok(o),
+                        () = tokio::time::sleep_until(d.into()) => Err(()),
+                    };
+                    match timed_out {
+                        Ok(o) => o,
+                        Err(()) => {
+                            cancel.cancel();
+                            let detail = "the session's time limit was reached".to_owned();
+                            self.close_open_calls("stopped: the session's time limit was reached");
+                            self.record(Record::Error {
+                                message: detail.clone(),
+                            });
+                            Some(TurnEndReason::Budget { detail })
+                        }
+                    }
+                }
+                None => step.await,
+            };
+            if let Some(end) = outcome {
+                return end;
+            }
+        }
+    }
+
+    fn budget_exhausted(&self) -> Option<String> {
+        let cfg = &self.shared.config;
+        if self.shared.turns.load(Ordering::Relaxed) >= cfg.max_turns {
+            return Some(format!(
+                "the session's limit of {} model calls was reached",
+                cfg.max_turns
+            ));
+        }
+        if let Some(max) = self.max_turns
+            && self.turns >= max
+        {
+            return Some(format!(
+                "this sub-agent's limit of {max} model calls was reached"
+            ));
+        }
+        if let Some(max) = cfg.max_total_tokens {
+            let u = self.shared.usage();
+            if u.total_input() + u.output_tokens >= max {
+                return Some(format!("the session's limit of {max} tokens was reached"));
+            }
+        }
+        if let Some(w) = cfg.max_wall
+            && self.shared.started.elapsed() >= w
+        {
+            return Some("the session's time limit was reached".to_owned());
+        }
+        None
+    }
+
+    fn needs_compaction(&self) -> bool {
+        let window = self.shared.model.context_window();
+        window > 0
+            && self.history.len() > 2
+            && self.last_prompt_tokens as f64 >= self.shared.config.compact_at * window as f64
+    }
+
+    /// Calls the model, streaming deltas to the front ends. On failure the
+    /// error is recorded and the turn's end reason returned.
+    async fn call_model(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<ModelResponse, TurnEndReason> {
+        let mut compacted_for_length = false;
+        loop {
+            let turn = self.shared.turns.fetch_add(1, Ordering::Relaxed) + 1;
+            self.turns += 1;
+            self.emit(Event::TurnStarted { turn });
+            let req = ModelRequest {
+                system: self.system.clone(),
+                messages: self.history.clone(),
+                tools: self.specs(),
+                max_tokens: self.shared.config.max_output_tokens,
+                agent: self.id.clone(),
+            };
+            let started = Instant::now();
+            let result = self.complete_streaming(&req, cancel).await;
+            match result {
+                Ok(resp) => {
+                    let model = format!(
+                        "{}:{}",
+                        self.shared.model.provider(),
+                        self.shared.model.model()
+                    );
+                    self.record(Record::ModelResponse {
+                        message: resp.message.clone(),
+                        usage: resp.usage,
+                        stop_reason: resp.stop_reason.clone(),
+                        model,
+                        duration_ms: started.elapsed().as_millis() as u64,
+                    });
+                    lock(&self.shared.usage).add(&resp.usage);
+                    self.last_prompt_tokens = resp.usage.total_input() + resp.usage.output_tokens;
+                    return Ok(resp);
+                }
+                Err(ModelError::Cancelled) => {
+                    return Err(self.interrupted("interrupted by the person"));
+                }
+                Err(ModelError::ContextTooLong(msg)) if !compacted_for_length => {
+                    compacted_for_length = true;
+                    self.emit(Event::Notice {
+                        level: NoticeLevel::Warning,
+                        message: format!("the conversation is too long ({msg}); compacting it"),
+                    });
+                    if !self.compact(cancel).await {
+                        return Err(self.fail(format!(
+                            "the conversation is too long for the model and could not be compacted: {msg}"
+                        )));
+                    }
+                }
+                Err(e) => return Err(self.fail(e.to_string())),
+            }
+        }
+    }
+
+    async fn complete_streaming(
+        &self,
+        req: &ModelRequest,
+        cancel: &CancellationToken,
+    ) -> Result<ModelResponse, ModelError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let shared = self.shared.clone();
+        let agent = self.id.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(delta) = rx.recv().await {
+                let event = match delta {
+                    ModelDelta::Text(text) => Event::TextDelta { text },
+                    ModelDelta::Thinking(text) => Event::ThinkingDelta { text },
+                    ModelDelta::ToolUseStart { .. } => continue,
+                    ModelDelta::Retrying {
+                        attempt,
+                        wait,
+                        reason,
+                    } => Event::Notice {
+                        level: NoticeLevel::Warning,
+                        message: format!(
+                            "{reason}; retrying in {:.1} s (attempt {attempt})",
+                            wait.as_secs_f64()
+                        ),
+                    },
+                };
+                shared.emit(agent.as_deref(), event);
+            }
+        });
+        let result = self.shared.model.complete(req, Some(&tx), cancel).await;
+        drop(tx);
+        let _ = forward.await;
+        result
+    }
+
+    fn fail(&self, message: String) -> TurnEndReason {
+        self.record(Record::Error {
+            message: message.clone(),
+        });
+        self.emit(Event::Notice {
+            level: NoticeLevel::Error,
+            message: message.clone(),
+        });
+        TurnEndReason::Error { message }
+    }
+
+    fn interrupted(&mut self, reason: &str) -> TurnEndReason {
+        self.close_open_calls("interrupted by the person before this call finished");
+        self.record(Record::Interrupted {
+            reason: reason.to_owned(),
+        });
+        TurnEndReason::Interrupted
+    }
+
+    /// Gives every tool call of the last response that has no result an
+    /// error result, so the history stays valid to send.
+    fn close_open_calls(&mut self, why: &str) {
+        let Some(last) = self.history.last() else {
+            return;
+        };
+        if last.role != cubicle_protocol::conversation::Role::Assistant {
+            return;
+        }
+        let calls: Vec<(String, String)> = last
+            .tool_uses()
+            .map(|u| (u.id.to_owned(), u.name.to_owned()))
+            .collect();
+        if calls.is_empty() {
+            return;
+        }
+        let mut blocks = Vec::new();
+        for (id, tool) in calls {
+            let out = ToolOutput::error(why);
+            self.record(Record::ToolResult {
+                call_id: id.clone(),
+                tool,
+                content: out.content.clone(),
+                is_error: true,
+                duration_ms: 0,
+            });
+            blocks.push(ContentBlock::ToolResult {
+                tool_use_id: id,
+                content: out.content,
+                is_error: true,
+            });
+        }
+        push_user(&mut self.history, blocks);
+    }
+
+    /// Handles a response: ends the turn, or runs its tool calls and returns
+    /// `None` to go on.
+    async fn after_response(
+        &mut self,
+        resp: ModelResponse,
+        cancel: &CancellationToken,
+    ) -> Option<TurnEndReason> {
+        self.emit(Event::AssistantMessage {
+            message: resp.message.clone(),
+            usage: resp.usage,
+        });
+        let calls: Vec<(String, String, Value)> = resp
+            .message
+            .tool_uses()
+            .map(|u| (u.id.to_owned(), u.name.to_owned(), u.input.clone()))
+            .collect();
+        self.history.push(resp.message);
+        if calls.is_empty() {
+            return match resp.stop_reason {
+                StopReason::PauseTurn => None,
+                StopReason::MaxTokens => {
+                    self.emit(Event::Notice {
+                        level: NoticeLevel::Warning,
+                        message: "the model's answer was cut off at its output limit".into(),
+                    });
+                    Some(TurnEndReason::Done)
+                }
+                _ => Some(TurnEndReason::Done),
+            };
+        }
+        let results: Arc<Mutex<HashMap<String, ToolOutput>>> = Arc::default();
+        let this = &*self;
+        let run_all = join_all(calls.iter().map(|(id, name, input)| {
+            let results = results.clone();
+            async move {
+                let out = this.run_call(id, name, input, cancel).await;
+                lock(&results).insert(id.clone(), out);
+            }
+        }));
+        tokio::select! {
+            _ = run_all => {}
+            () = cancel.cancelled() => {}
+        }
+        let mut done = std::mem::take(&mut *lock(&results));
+        let mut blocks = Vec::with_capacity(calls.len());
+        for (id, name, _) in &calls {
+            let out = match done.remove(id) {
+                Some(out) => out,
+                None => {
+                    let out =
+                        ToolOutput::error("interrupted by the person before this call finished");
+                    self.record(Record::ToolResult {
+                        call_id: id.clone(),
+                        tool: name.clone(),
+                        content: out.content.clone(),
+                        is_error: true,
+                        duration_ms: 0,
+                    });
+                    out
+                }
+            };
+            blocks.push(ContentBlock::ToolResult {
+                tool_use_id: id.clone(),
+                content: out.content,
+                is_error: out.is_error,
+            });
+        }
+        push_user(&mut self.history, blocks);
+        if cancel.is_cancelled() {
+            self.record(Record::Interrupted {
+                reason: "interrupted by the person".into(),
+            });
+            return Some(TurnEndReason::Interrupted);
+        }
+        None
+    }
+
+    /// Runs one tool call through the gate and records its result.
+    async fn run_call(
+        &self,
+        id: &str,
+        name: &str,
+        input: &Value,
+        cancel: &CancellationToken,
+    ) -> ToolOutput {
+        let started = Instant::now();
+        let tool = self.tools.iter().find(|t| t.name() == name).cloned();
+        let summary = match &tool {
+            Some(t) => t.summary(input),
+            None => session_tool_summary(name, input),
+        };
+        self.emit(Event::ToolCallStarted {
+            call_id: id.to_owned(),
+            name: name.to_owned(),
+            input: input.clone(),
+            summary: summary.clone(),
+        });
+        let out = self.dispatch(id, name, input, tool, &summary, cancel).await;
+        let out = cap_output(out);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.record(Record::ToolResult {
+            call_id: id.to_owned(),
+            tool: name.to_owned(),
+            content: out.content.clone(),
+            is_error: out.is_error,
+            duration_ms,
+        });
+        self.emit(Event::ToolCallFinished {
+            call_id: id.to_owned(),
+            is_error: out.is_error,
+            output: out.text_summary(),
+            duration_ms,
+        });
+        out
+    }
+
+    async fn dispatch(
+        &self,
+        id: &str,
+        name: &str,
+        input: &Value,
+        tool: Option<Arc<dyn Tool>>,
+        summary: &str,
+        cancel: &CancellationToken,
+    ) -> ToolOutput {
+        let known = tool.is_some()
+            || (self.session_tools.todo && name == "todo_write")
+            || (self.session_tools.ask && name == "ask_user")
+            || (self.session_tools.task && name == "task");
+        if !known {
+            let names: Vec<String> = self.specs().into_iter().map(|s| s.name).collect();
+            return ToolOutput::error(format!(
+                "there is no tool named `{name}`; the tools are: {}",
+                names.join(", ")
+            ));
+        }
+        if !input.is_object() {
+            let raw = match input {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            return ToolOutput::error(format!(
+                "invalid arguments for `{name}`: they are not a JSON object (got: {}). Call the tool again with valid JSON arguments.",
+                cubicle_tools::output::clip(&raw, 300)
+            ));
+        }
+        if let Err(denied) =
+            crate::approval::check(&self.shared, self.agent(), id, name, input, summary).await
+        {
+            return denied;
+        }
+        match name {
+            "todo_write" if self.session_tools.todo => crate::builtin::todo_write(self, input),
+            "ask_user" if self.session_tools.ask => {
+                crate::builtin::ask_user(&self.shared, self.agent(), input, cancel).await
+            }
+            "task" if self.session_tools.task => self.run_task(input, cancel).await,
+            _ => match tool {
+                Some(tool) => self.run_tool(tool, id, input, cancel).await,
+                None => ToolOutput::error(format!("there is no tool named `{name}`")),
+            },
+        }
+    }
+
+    async fn run_tool(
+        &self,
+        tool: Arc<dyn Tool>,
+        id: &str,
+        input: &Value,
+        cancel: &CancellationToken,
+    ) -> ToolOutput {
+        let path_lock = tool.writes_path(input).map(|p| self.shared.path_lock(&p));
+        let _guard = match &path_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let (live_tx, mut live_rx) = mpsc::unbounded_channel::<cubicle_sandbox::OutputChunk>();
+        let shared = self.shared.clone();
+        let agent = self.id.clone();
+        let call_id = id.to_owned();
+        let forward = tokio::spawn(async move {
+            while let Some(chunk) = live_rx.recv().await {
+                shared.emit(
+                    agent.as_deref(),
+                    Event::ToolOutput {
+                        call_id: call_id.clone(),
+                        stream: chunk.stream,
+                        text: String::from_utf8_lossy(&chunk.data).into_owned(),
+                    },
+                );
+            }
+        });
+        let ctx = ToolContext {
+            computer: self.shared.computer.clone(),
+            call_id: id.to_owned(),
+            live: Some(live_tx),
+        };
+        let out = tokio::select! {
+            out = tool.call(input.clone(), &ctx) => out,
+            () = cancel.cancelled() => ToolOutput::error("interrupted by the person before this call finished"),
+        };
+        drop(ctx);
+        let _ = forward.await;
+        out
+    }
+
+    /// The `task` tool: runs a sub-agent to completion in the same cubicle.
+    async fn run_task(&self, input: &Value, cancel: &CancellationToken) -> ToolOutput {
+        let args: cubicle_tools::session::TaskInput =
+            match cubicle_tools::parse_input("task", input) {
+                Ok(a) => a,
+                Err(e) => return e,
+            };
+        let tools: Vec<Arc<dyn Tool>> = match &args.tools {
+            None => self.tools.clone(),
+            Some(names) => {
+                let mut picked = Vec::new();
+                for n in names {
+                    match self.tools.iter().find(|t| t.name() == n) {
+                        Some(t) => picked.push(t.clone()),
+                        None => {
+                            let have: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
+                            return ToolOutput::error(format!(
+                                "a sub-agent cannot have the tool `{n}`; choose from: {}",
+                                have.join(", ")
+                            ));
+                        }
+                    }
+                }
+                picked
+            }
+        };
+        let n = self.shared.subagents.fetch_add(1, Ordering::Relaxed) + 1;
+        let sub_id = format!("task-{n}");
+        let mut sub = Agent::sub(self.shared.clone(), sub_id.clone(), tools);
+        let reason = Box::pin(sub.run_turn(Some(args.prompt), cancel)).await;
+        let report = sub
+            .history
+            .iter()
+            .rev()
+            .find(|m| m.role == cubicle_protocol::conversation::Role::Assistant)
+            .map(Message::text)
+            .unwrap_or_default();
+        match reason {
+            TurnEndReason::Done if !report.trim().is_empty() => ToolOutput::text(report),
+            TurnEndReason::Done => ToolOutput::text(format!(
+                "the sub-agent ({sub_id}) finished without a report"
+            )),
+            TurnEndReason::Interrupted => {
+                ToolOutput::error(format!("the sub-agent ({sub_id}) was interrupted"))
+            }
+            TurnEndReason::Budget { detail } | TurnEndReason::Error { message: detail } => {
+                ToolOutput::error(format!(
+                    "the sub-agent ({sub_id}) stopped: {detail}. Its last words: {}",
+                    if report.is_empty() { "(none)" } else { &report }
+                ))
+            }
+        }
+    }
+
+    /// Replaces the conversation with a model-written summary. Returns whether
+    /// it did.
+    async fn compact(&mut self, cancel: &CancellationToken) -> bool {
+        let tokens_before = self.last_prompt_tokens;
+        self.emit(Event::Notice {
+            level: NoticeLevel::Info,
+            message: "the conversation is near the model's context limit; summarising it".into(),
+        });
+        let mut messages = self.history.clone();
+        push_user(
+            &mut messages,
+            vec![ContentBlock::Text {
+                text: COMPACT_INSTRUCTION.to_owned(),
+            }],
+        );
+        let req = ModelRequest {
+            system: self.system.clone(),
+            messages,
+            tools: self.specs(),
+            max_tokens: 8_000,
+            agent: self.id.clone(),
+        };
+        match self.shared.model.complete(&req, None, cancel).await {
+            Ok(resp) => {
+                lock(&self.shared.usage).add(&resp.usage);
+                let summary = resp.message.text();
+                if summary.trim().is_empty() {
+                    return false;
+                }
+                self.record(Record::Compaction {
+                    summary: summary.clone(),
+                    tokens_before,
+                });
+                self.history = vec![compaction_message(&summary)];
+                self.last_prompt_tokens = 0;
+                self.emit(Event::Compacted { tokens_before });
+                true
+            }
+            Err(e) => {
+                self.emit(Event::Notice {
+                    level: NoticeLevel::Warning,
+                    message: format!("could not summarise the conversation: {e}"),
+                });
+                false
+            }
+        }
+    }
+
+    /// Records a plan update.
+    pub(crate) fn publish_plan(&self, todos: Vec<cubicle_protocol::events::Todo>) {
+        self.record(Record::Plan {
+            todos: todos.clone(),
+        });
+        self.emit(Event::Plan { todos });
+    }
+}
+
+const COMPACT_INSTRUCTION: &str = "Summarise this conversation so that you can continue the task \
+from the summary alone. Include: the person's request and every preference or answer they gave; \
+what has been done so far; the paths of files read and written, and what each holds; decisions \
+made and why; what remains to be done, in order. Reply with the summary only, no tool calls.";
+
+fn session_tool_summary(name: &str, input: &Value) -> String {
+    match name {
+        "todo_write" => "Update the plan".to_owned(),
+        "ask_user" => "Ask the person".to_owned(),
+        "task" => format!(
+            "Sub-agent: {}",
+            input
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("task")
+        ),
+        other => other.to_owned(),
+    }
+}
+
+fn cap_output(mut out: ToolOutput) -> ToolOutput {
+    for c in &mut out.content {
+        if let cubicle_protocol::conversation::ToolResultContent::Text { text } = c
+            && text.chars().count() > MAX_TOOL_RESULT_CHARS
+        {
+            *text = truncate_middle(text, MAX_TOOL_RESULT_CHARS);
+        }
+    }
+    out
+}

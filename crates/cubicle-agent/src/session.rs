@@ -1,0 +1,301 @@
+//! A running session: the task that owns the main agent, and the router that
+//! carries the front ends' [`Op`]s to it.
+//!
+//! Front ends hold a [`SessionHandle`]: they send ops (a message, an answer,
+//! an approval, an interrupt) and read [`EventMsg`]s. Answers and approvals
+//! are delivered to the tool call waiting for them while the turn runs;
+//! messages sent during a turn wait for the next one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cubicle_models::ModelClient;
+use cubicle_protocol::conversation::{Message, Usage};
+use cubicle_protocol::events::{
+    Answer, ApprovalDecision, Event, EventMsg, NoticeLevel, Op, TurnEndReason,
+};
+use cubicle_protocol::transcript::Record;
+use cubicle_sandbox::Computer;
+use cubicle_tools::Tool;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::gate::PermissionGate;
+use crate::runner::Agent;
+use crate::transcript::TranscriptWriter;
+
+/// Limits and knobs of a session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Most model calls in the whole session, sub-agents included.
+    pub max_turns: u32,
+    /// Most tokens (input + output, all calls) before the session stops.
+    pub max_total_tokens: Option<u64>,
+    /// Longest the session may run.
+    pub max_wall: Option<Duration>,
+    /// `max_tokens` of each model call.
+    pub max_output_tokens: u32,
+    /// Compact when the prompt reaches this fraction of the context window.
+    pub compact_at: f64,
+    /// Most model calls of one sub-agent.
+    pub subagent_max_turns: u32,
+    /// Whether someone can answer questions and approvals.
+    pub interactive: bool,
+    /// Today's date for the system prompt (`YYYY-MM-DD`).
+    pub today: String,
+    /// Replaces the built-in system prompt.
+    pub system_prompt: Option<String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_turns: 200,
+            max_total_tokens: None,
+            max_wall: None,
+            max_output_tokens: 16_000,
+            compact_at: 0.8,
+            subagent_max_turns: 50,
+            interactive: true,
+            today: crate::transcript::now_rfc3339()
+                .get(..10)
+                .unwrap_or_default()
+                .to_owned(),
+            system_prompt: None,
+        }
+    }
+}
+
+/// Everything a session needs to start.
+pub struct SessionParams {
+    /// Session id.
+    pub id: String,
+    /// The model.
+    pub model: Arc<dyn ModelClient>,
+    /// The cubicle.
+    pub computer: Arc<dyn Computer>,
+    /// Where the session is recorded.
+    pub transcript: Arc<TranscriptWriter>,
+    /// The tools that run over the computer (session tools are added).
+    pub tools: Vec<Arc<dyn Tool>>,
+    /// The permission gate.
+    pub gate: Arc<dyn PermissionGate>,
+    /// Limits and knobs.
+    pub config: SessionConfig,
+    /// Conversation so far, when resuming.
+    pub history: Vec<Message>,
+}
+
+/// A front end's handle on a running session.
+pub struct SessionHandle {
+    /// Send ops here.
+    pub ops: mpsc::UnboundedSender<Op>,
+    /// Events arrive here; the stream ends after [`Event::SessionEnded`].
+    pub events: mpsc::UnboundedReceiver<EventMsg>,
+    /// Finishes when the session ends, with its total usage.
+    pub done: JoinHandle<Usage>,
+}
+
+/// State shared by the main agent, its sub-agents, and the op router.
+pub(crate) struct Shared {
+    pub id: String,
+    pub model: Arc<dyn ModelClient>,
+    pub computer: Arc<dyn Computer>,
+    pub transcript: Arc<TranscriptWriter>,
+    pub gate: Arc<dyn PermissionGate>,
+    pub config: SessionConfig,
+    events: mpsc::UnboundedSender<EventMsg>,
+    questions: Mutex<HashMap<String, oneshot::Sender<Vec<Answer>>>>,
+    approvals: Mutex<HashMap<String, oneshot::Sender<ApprovalDecision>>>,
+    turn_cancel: Mutex<Option<CancellationToken>>,
+    pub session_allows: Mutex<HashSet<String>>,
+    /// Serialises questions and approvals so a person sees one at a time.
+    pub ask_lock: tokio::sync::Mutex<()>,
+    pub path_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub usage: Mutex<Usage>,
+    pub turns: AtomicU32,
+    pub subagents: AtomicU32,
+    pub asks: AtomicU32,
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Sends an event to the front ends; a front end that went away is not an error.
+    pub fn emit(&self, agent: Option<&str>, event: Event) {
+        let _ = self.events.send(EventMsg {
+            agent: agent.map(str::to_owned),
+            event,
+        });
+    }
+
+    /// Records an entry; a failure to record is reported, not fatal, so the
+    /// person still sees the work (the error names the transcript).
+    pub fn record(&self, agent: Option<&str>, record: Record) {
+        if let Err(e) = self.transcript.append(agent, record) {
+            tracing::error!("transcript write failed: {e}");
+            self.emit(
+                agent,
+                Event::Notice {
+                    level: NoticeLevel::Error,
+                    message: format!("could not record to the transcript: {e}"),
+                },
+            );
+        }
+    }
+
+    /// Registers a pending question and returns where its answer arrives.
+    pub fn wait_answer(&self, id: &str) -> oneshot::Receiver<Vec<Answer>> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.questions).insert(id.to_owned(), tx);
+        rx
+    }
+
+    /// Registers a pending approval and returns where the decision arrives.
+    pub fn wait_approval(&self, id: &str) -> oneshot::Receiver<ApprovalDecision> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.approvals).insert(id.to_owned(), tx);
+        rx
+    }
+
+    /// A fresh id for a question or approval.
+    pub fn next_ask_id(&self) -> String {
+        format!("ask-{}", self.asks.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Total usage so far.
+    pub fn usage(&self) -> Usage {
+        *lock(&self.usage)
+    }
+
+    /// The lock serialising changes to one path.
+    pub fn path_lock(&self, path: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.path_locks)
+            .entry(path.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning (the data are plain maps
+/// and counters that a panicking holder cannot leave half-updated).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts a session. It waits for [`Op::UserMessage`]s and runs a turn for
+/// each; [`Op::Shutdown`] (or dropping the ops sender) ends it.
+pub fn spawn(params: SessionParams) -> SessionHandle {
+    let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (user_tx, user_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        id: params.id,
+        model: params.model,
+        computer: params.computer,
+        transcript: params.transcript,
+        gate: params.gate,
+        config: params.config,
+        events: events_tx,
+        questions: Mutex::default(),
+        approvals: Mutex::default(),
+        turn_cancel: Mutex::default(),
+        session_allows: Mutex::default(),
+        ask_lock: tokio::sync::Mutex::new(()),
+        path_locks: Mutex::default(),
+        usage: Mutex::default(),
+        turns: AtomicU32::new(0),
+        subagents: AtomicU32::new(0),
+        asks: AtomicU32::new(0),
+        started: Instant::now(),
+    });
+    tokio::spawn(route_ops(shared.clone(), ops_rx, user_tx));
+    let agent = Agent::main(shared.clone(), params.tools, params.history);
+    let done = tokio::spawn(run_session(shared, agent, user_rx));
+    SessionHandle {
+        ops: ops_tx,
+        events: events_rx,
+        done,
+    }
+}
+
+async fn run_session(
+    shared: Arc<Shared>,
+    mut agent: Agent,
+    mut user_rx: mpsc::UnboundedReceiver<Option<String>>,
+) -> Usage {
+    let info = shared.computer.info().clone();
+    shared.emit(
+        None,
+        Event::SessionStarted {
+            session_id: shared.id.clone(),
+            model: format!("{}:{}", shared.model.provider(), shared.model.model()),
+            backend: info.backend.clone(),
+            isolated: info.isolated,
+            grants: info.grants.clone(),
+        },
+    );
+    while let Some(text) = user_rx.recv().await {
+        let cancel = CancellationToken::new();
+        *lock(&shared.turn_cancel) = Some(cancel.clone());
+        let reason = agent.run_turn(text, &cancel).await;
+        *lock(&shared.turn_cancel) = None;
+        shared.emit(
+            None,
+            Event::TurnEnded {
+                reason,
+                usage: shared.usage(),
+            },
+        );
+    }
+    shared.emit(None, Event::SessionEnded);
+    shared.usage()
+}
+
+async fn route_ops(
+    shared: Arc<Shared>,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    user_tx: mpsc::UnboundedSender<Option<String>>,
+) {
+    while let Some(op) = ops.recv().await {
+        match op {
+            Op::UserMessage { text } => {
+                let _ = user_tx.send(Some(text));
+            }
+            Op::Continue => {
+                let _ = user_tx.send(None);
+            }
+            Op::Answer { id, answers } => match lock(&shared.questions).remove(&id) {
+                Some(tx) => {
+                    let _ = tx.send(answers);
+                }
+                None => tracing::warn!("answer for unknown question {id}"),
+            },
+            Op::Approve { id, decision } => match lock(&shared.approvals).remove(&id) {
+                Some(tx) => {
+                    let _ = tx.send(decision);
+                }
+                None => tracing::warn!("decision for unknown approval {id}"),
+            },
+            Op::Interrupt => {
+                if let Some(c) = lock(&shared.turn_cancel).as_ref() {
+                    c.cancel();
+                }
+            }
+            Op::Shutdown => {
+                if let Some(c) = lock(&shared.turn_cancel).as_ref() {
+                    c.cancel();
+                }
+                break;
+            }
+        }
+    }
+    // Dropping `user_tx` ends the session once the current turn is over.
+}
+
+/// Why a turn ended, for callers that only need to know whether it succeeded.
+pub fn turn_succeeded(reason: &TurnEndReason) -> bool {
+    matches!(reason, TurnEndReason::Done)
+}

@@ -1,0 +1,194 @@
+//! The command line: every subcommand and flag, with the help text people see.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Cubicle: hand it folders and an outcome; it does the work in an isolated
+/// computer of its own.
+#[derive(Debug, Parser)]
+#[command(name = "cubicle", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// More detail in logs (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a task to completion, non-interactively if asked, streaming progress.
+    Run(RunArgs),
+    /// An interactive session: type a message, watch the work, type the next.
+    Chat(ChatArgs),
+    /// Continue a session after a stop, a crash or `kill -9`.
+    Resume(ResumeArgs),
+    /// List and show past sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Debug a cubicle directly.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Measure Cubicle against a peer in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Serve the guest protocol on stdin/stdout (used inside cubicles).
+    #[command(hide = true, name = "__guest")]
+    Guest,
+}
+
+/// Options shared by everything that starts a session.
+#[derive(Debug, Clone, Args)]
+pub struct SessionOpts {
+    /// A folder the agent may see: DIR (read-only), DIR:ro or DIR:rw. Repeatable.
+    #[arg(short, long = "grant", value_name = "DIR[:ro|:rw]")]
+    pub grants: Vec<String>,
+    /// Model provider: anthropic, openai (any OpenAI-compatible server) or replay.
+    #[arg(long, env = "CUBICLE_PROVIDER")]
+    pub provider: Option<String>,
+    /// Model name, or PROVIDER:MODEL.
+    #[arg(short, long, env = "CUBICLE_MODEL")]
+    pub model: Option<String>,
+    /// Base URL of the provider's API (e.g. http://127.0.0.1:8080/v1 for llama.cpp).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Transcript whose model side to play back (with --provider replay).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Where commands run: host (no isolation).
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Never ask the person anything; questions and approvals fail with a message.
+    #[arg(long)]
+    pub no_input: bool,
+    /// Stop after this many model calls.
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u32>,
+    /// Stop after this many tokens (input + output).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+    /// Stop after this long, e.g. 30m, 2h, 90s.
+    #[arg(long, value_name = "DURATION")]
+    pub time_limit: Option<String>,
+    /// Print events as JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cubicle run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The outcome you want, in your own words.
+    pub task: String,
+    /// Session options.
+    #[command(flatten)]
+    pub opts: SessionOpts,
+}
+
+/// `cubicle chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Session options.
+    #[command(flatten)]
+    pub opts: SessionOpts,
+}
+
+/// `cubicle resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Session id (or a unique prefix); see `cubicle sessions list`.
+    pub id: String,
+    /// A message to continue with; without one, unfinished work continues.
+    pub message: Option<String>,
+    /// Keep the session open for more messages afterwards.
+    #[arg(long)]
+    pub chat: bool,
+    /// Never ask the person anything.
+    #[arg(long)]
+    pub no_input: bool,
+    /// Model to continue with, instead of the session's own.
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Provider to continue with.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Base URL of the provider's API.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cubicle sessions …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Every session, oldest first.
+    List {
+        /// As JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session's transcript, readable.
+    Show {
+        /// Session id or unique prefix.
+        id: String,
+        /// The raw JSONL transcript.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `cubicle sandbox …`.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Run one command in a fresh cubicle and exit with its status.
+    Exec(ExecArgs),
+}
+
+/// `cubicle sandbox exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Where it runs: host (no isolation).
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// A folder the command may see: DIR, DIR:ro or DIR:rw. Repeatable.
+    #[arg(short, long = "grant", value_name = "DIR[:ro|:rw]")]
+    pub grants: Vec<String>,
+    /// Kill the command after this long (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Working directory inside the cubicle.
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// The command and its arguments.
+    #[arg(required = true, last = true)]
+    pub command: Vec<String>,
+}
+
+/// `cubicle bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Agent overhead per tool call: a scripted model calling a tool N times,
+    /// against the same tool calls made directly on the computer.
+    Agent {
+        /// Tool calls to make.
+        #[arg(long, default_value_t = 1000)]
+        calls: u32,
+        /// Backend.
+        #[arg(long, default_value = "host")]
+        backend: String,
+    },
+    /// `cubicle sandbox exec -- true` against `sh -c true`, as whole processes.
+    Exec {
+        /// Runs of each.
+        #[arg(long, default_value_t = 50)]
+        runs: u32,
+        /// Backend.
+        #[arg(long, default_value = "host")]
+        backend: String,
+    },
+}

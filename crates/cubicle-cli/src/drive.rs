@@ -1,0 +1,318 @@
+//! `cubicle run`, `chat` and `resume`: start (or reopen) a session, feed it
+//! the person's messages, answers and approvals, and render what it does.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cubicle_agent::{
+    AllowAll, SessionConfig, SessionHandle, SessionParams, Store, Transcript, TranscriptWriter,
+};
+use cubicle_models::ModelClient;
+use cubicle_models::provider::{ProviderSpec, resolve as resolve_provider};
+use cubicle_protocol::conversation::Role;
+use cubicle_protocol::events::{Answer, Event, Op, TurnEndReason};
+use cubicle_protocol::transcript::{Header, Record, TRANSCRIPT_FORMAT, TRANSCRIPT_VERSION};
+use cubicle_sandbox::{Computer, Grant};
+
+use crate::backend;
+use crate::cli::{ChatArgs, ResumeArgs, RunArgs, SessionOpts};
+use crate::config::{Config, parse_duration};
+use crate::interact::{self, Input};
+use crate::render::Renderer;
+
+/// `cubicle run "TASK"`.
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    let started = start(&args.opts, Some(&args.task)).await?;
+    let outcome = drive(
+        started.handle,
+        Some(Op::UserMessage { text: args.task }),
+        false,
+        args.opts.json,
+    )
+    .await;
+    finish(&*started.computer, &started.store, &started.id).await;
+    outcome
+}
+
+/// `cubicle chat`.
+pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
+    let started = start(&args.opts, None).await?;
+    let outcome = drive(started.handle, None, true, args.opts.json).await;
+    finish(&*started.computer, &started.store, &started.id).await;
+    outcome
+}
+
+/// `cubicle resume ID [MESSAGE]`.
+pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
+    let store = store()?;
+    let id = store.resolve(&args.id)?;
+    let path = store.transcript_path(&id);
+    let transcript = Transcript::load(&path)?;
+    for w in &transcript.warnings {
+        eprintln!("cubicle: warning: {w}");
+    }
+    let header = &transcript.header;
+    let (provider, model) = match (&args.provider, &args.model) {
+        (None, None) => match header.model.split_once(':') {
+            Some((p, m)) => (Some(p.to_owned()), Some(m.to_owned())),
+            None => (None, Some(header.model.clone())),
+        },
+        (p, m) => (p.clone(), m.clone()),
+    };
+    let model = model_client(&ProviderSpec {
+        provider,
+        model,
+        base_url: args.base_url.clone(),
+        api_key: None,
+        replay: None,
+    })?;
+    let grants = header
+        .grants
+        .iter()
+        .map(|g| {
+            let mode = if g.writable { "rw" } else { "ro" };
+            let mut grant = Grant::parse(&format!("{}:{mode}", g.host_path))
+                .with_context(|| "a folder this session was granted is gone")?;
+            if let Some(name) = g.path.strip_prefix("/mnt/") {
+                grant.name = name.to_owned();
+            }
+            Ok(grant)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let computer = backend::start(&header.backend, grants, header.workspace.clone().into()).await?;
+    let writer = Arc::new(TranscriptWriter::append_to(&path, transcript.last_seq())?);
+    writer.append(
+        None,
+        Record::Resumed {
+            model: format!("{}:{}", model.provider(), model.model()),
+        },
+    )?;
+    let history = transcript.history();
+    let unfinished = history.last().is_some_and(|m| m.role == Role::User);
+    let first = match (&args.message, unfinished) {
+        (Some(text), _) => Some(Op::UserMessage { text: text.clone() }),
+        (None, true) => Some(Op::Continue),
+        (None, false) if args.chat => None,
+        (None, false) => {
+            computer.stop().await.ok();
+            bail!(
+                "session {id} finished its last turn; give a message to continue it: cubicle resume {id} \"…\""
+            );
+        }
+    };
+    let config = SessionConfig {
+        interactive: !args.no_input,
+        ..SessionConfig::default()
+    };
+    let handle = cubicle_agent::spawn(SessionParams {
+        id: id.clone(),
+        model,
+        computer: computer.clone(),
+        transcript: writer,
+        tools: cubicle_tools::computer_tools(),
+        gate: Arc::new(AllowAll),
+        config,
+        history,
+    });
+    let outcome = drive(handle, first, args.chat, args.json).await;
+    finish(&*computer, &store, &id).await;
+    outcome
+}
+
+struct Started {
+    id: String,
+    store: Store,
+    computer: Arc<dyn Computer>,
+    handle: SessionHandle,
+}
+
+fn store() -> Result<Store> {
+    Ok(Store::from_env(|k| std::env::var(k).ok())?)
+}
+
+fn model_client(spec: &ProviderSpec) -> Result<Arc<dyn ModelClient>> {
+    resolve_provider(spec, &|k: &str| std::env::var(k).ok()).map_err(|e| match e {
+        cubicle_models::ModelError::NoProvider => anyhow::anyhow!(
+            "no model is configured — set ANTHROPIC_API_KEY, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM)"
+        ),
+        other => other.into(),
+    })
+}
+
+async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
+    let config = Config::load()?;
+    // Check what the person typed before anything slower or networked.
+    let grants = backend::parse_grants(&opts.grants)?;
+    let backend_name = if opts.backend == "auto" {
+        config.backend.clone().unwrap_or_else(|| "auto".into())
+    } else {
+        opts.backend.clone()
+    };
+    let backend_name = backend::resolve(&backend_name)?;
+    let time_limit = opts.time_limit.as_deref().map(parse_duration).transpose()?;
+    let model = model_client(&ProviderSpec {
+        provider: opts.provider.clone().or(config.provider.clone()),
+        model: opts.model.clone().or(config.model.clone()),
+        base_url: opts.base_url.clone().or(config.base_url.clone()),
+        api_key: None,
+        replay: opts.replay.clone(),
+    })?;
+    let store = store()?;
+    let id = Store::new_session_id();
+    let workspace = store.workspace_path(&id);
+    let computer = backend::start(backend_name, grants, workspace).await?;
+    let info = computer.info().clone();
+    let header = Header {
+        format: TRANSCRIPT_FORMAT.into(),
+        version: TRANSCRIPT_VERSION,
+        session_id: id.clone(),
+        created_at: cubicle_agent::transcript::now_rfc3339(),
+        cubicle_version: env!("CARGO_PKG_VERSION").into(),
+        task: task.map(str::to_owned),
+        model: format!("{}:{}", model.provider(), model.model()),
+        backend: info.backend.clone(),
+        grants: info.grants.clone(),
+        workspace: info.workspace_host.clone(),
+        label: None,
+    };
+    let writer = Arc::new(TranscriptWriter::create(
+        &store.transcript_path(&id),
+        &header,
+    )?);
+    let session_config = SessionConfig {
+        interactive: !opts.no_input,
+        max_turns: opts.max_turns.or(config.max_turns).unwrap_or(200),
+        max_total_tokens: opts.max_tokens,
+        max_wall: time_limit,
+        ..SessionConfig::default()
+    };
+    let handle = cubicle_agent::spawn(SessionParams {
+        id: id.clone(),
+        model,
+        computer: computer.clone(),
+        transcript: writer,
+        tools: cubicle_tools::computer_tools(),
+        gate: Arc::new(AllowAll),
+        config: session_config,
+        history: Vec::new(),
+    });
+    Ok(Started {
+        id,
+        store,
+        computer,
+        handle,
+    })
+}
+
+async fn finish(computer: &dyn Computer, store: &Store, id: &str) {
+    if let Err(e) = computer.stop().await {
+        eprintln!("cubicle: warning: stopping the cubicle: {e}");
+    }
+    eprintln!(
+        "cubicle: session {id} — transcript {}, files in {}",
+        store.transcript_path(id).display(),
+        shown(&store.workspace_path(id))
+    );
+}
+
+fn shown(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Runs the session's event loop until it ends; returns the process exit code.
+async fn drive(
+    mut handle: SessionHandle,
+    first: Option<Op>,
+    chat: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut renderer = Renderer::new(json);
+    let mut input = Input::stdin();
+    let send = |op: Op| {
+        let _ = handle.ops.send(op);
+    };
+    match first {
+        Some(op) => send(op),
+        None => match next_message(&mut input).await {
+            Some(text) => send(Op::UserMessage { text }),
+            None => send(Op::Shutdown),
+        },
+    }
+    let mut last_reason = None;
+    let mut last_interrupt: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            ev = handle.events.recv() => {
+                let Some(ev) = ev else { break };
+                renderer.event(&ev);
+                match ev.event {
+                    Event::Question { id, questions } => {
+                        let answers = tokio::select! {
+                            a = interact::ask(&mut input, &questions) => a,
+                            _ = tokio::signal::ctrl_c() => { send(Op::Interrupt); continue; }
+                        };
+                        let answers = answers.unwrap_or_else(|| {
+                            vec![Answer { selected: vec![], text: Some("(no answer: input ended)".into()) }; questions.len()]
+                        });
+                        send(Op::Answer { id, answers });
+                    }
+                    Event::ApprovalRequest { id, summary, reason, .. } => {
+                        let decision = tokio::select! {
+                            d = interact::approve(&mut input, &summary, &reason) => d,
+                            _ = tokio::signal::ctrl_c() => { send(Op::Interrupt); continue; }
+                        };
+                        send(Op::Approve { id, decision });
+                    }
+                    Event::TurnEnded { reason, .. } => {
+                        last_reason = Some(reason);
+                        if chat {
+                            let next = tokio::select! {
+                                m = next_message(&mut input) => m,
+                                _ = tokio::signal::ctrl_c() => None,
+                            };
+                            match next {
+                                Some(text) => send(Op::UserMessage { text }),
+                                None => send(Op::Shutdown),
+                            }
+                        } else {
+                            send(Op::Shutdown);
+                        }
+                    }
+                    Event::SessionEnded => break,
+                    _ => {}
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                if last_interrupt.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+                    eprintln!("\ncubicle: quitting; everything so far is in the transcript");
+                    return Ok(ExitCode::from(130));
+                }
+                last_interrupt = Some(Instant::now());
+                eprintln!("\ncubicle: interrupting… (Ctrl-C again within 2 s to quit)");
+                send(Op::Interrupt);
+            }
+        }
+    }
+    let _ = handle.done.await;
+    Ok(match last_reason {
+        Some(TurnEndReason::Done) | None => ExitCode::SUCCESS,
+        Some(TurnEndReason::Interrupted) => ExitCode::from(130),
+        Some(TurnEndReason::Budget { .. }) => ExitCode::from(3),
+        Some(TurnEndReason::Error { .. }) => ExitCode::FAILURE,
+    })
+}
+
+/// The person's next chat message; `None` ends the session.
+async fn next_message(input: &mut Input) -> Option<String> {
+    loop {
+        let line = input.line("\n> ").await?;
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => return None,
+            text => return Some(text.to_owned()),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `cubicle`: the command-line front end. Library crates return typed errors;
+//! this binary turns each into one clear line for the person, with a hint.
+
+mod backend;
+mod bench;
+mod cli;
+mod config;
+mod drive;
+mod interact;
+mod render;
+mod sandbox_cmd;
+mod sessions_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    // The guest entry must run before any runtime or thread of ours exists.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__guest") {
+        return cubicle_guest::run_stdio();
+    }
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cubicle: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command));
+    // Do not wait for stdin reader threads blocked on a terminal.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cubicle: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => drive::run(args).await,
+        Command::Chat(args) => drive::chat(args).await,
+        Command::Resume(args) => drive::resume(args).await,
+        Command::Sessions(cmd) => sessions_cmd::run(cmd),
+        Command::Sandbox(cmd) => sandbox_cmd::run(cmd).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
+        // Handled in `main` before the runtime starts.
+        Command::Guest => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,cubicle=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUBICLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,77 @@
+//! `cubicle sandbox exec`: one command in a fresh cubicle, for people
+//! debugging and for tests. The exit status is the command's (124 on timeout,
+//! 128+N when killed by signal N, as shells do).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use cubicle_protocol::guest::{ExecRequest, OutputStream};
+use tokio::sync::mpsc;
+
+use crate::backend;
+use crate::cli::{ExecArgs, SandboxCommand};
+use crate::config::parse_duration;
+
+/// Runs a `sandbox` subcommand.
+pub async fn run(cmd: SandboxCommand) -> Result<ExitCode> {
+    match cmd {
+        SandboxCommand::Exec(args) => exec(args).await,
+    }
+}
+
+async fn exec(args: ExecArgs) -> Result<ExitCode> {
+    let grants = backend::parse_grants(&args.grants)?;
+    let scratch = tempfile_dir()?;
+    let computer = backend::start(&args.backend, grants, scratch.clone()).await?;
+    let mut req = ExecRequest::argv(args.command.clone());
+    req.cwd = args.cwd.clone();
+    req.timeout_ms = args
+        .timeout
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .map(|d| d.as_millis() as u64);
+    // Output is streamed, not collected: cap what the collector keeps.
+    req.max_output_bytes = None;
+    let (tx, mut rx) = mpsc::unbounded_channel::<cubicle_sandbox::OutputChunk>();
+    let printer = tokio::spawn(async move {
+        while let Some(chunk) = rx.recv().await {
+            let _ = match chunk.stream {
+                OutputStream::Stdout => std::io::stdout().write_all(&chunk.data),
+                OutputStream::Stderr => std::io::stderr().write_all(&chunk.data),
+            };
+        }
+        let _ = std::io::stdout().flush();
+    });
+    let result = computer.exec(req, Some(tx)).await;
+    let _ = printer.await;
+    let _ = computer.stop().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let out = result?;
+    let r = out.result;
+    Ok(if r.timed_out {
+        eprintln!("cubicle: the command timed out and was killed");
+        ExitCode::from(124)
+    } else if let Some(code) = r.code {
+        ExitCode::from(code.clamp(0, 255) as u8)
+    } else if let Some(sig) = r.signal {
+        ExitCode::from((128 + sig).clamp(0, 255) as u8)
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A fresh scratch folder for a one-off cubicle.
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let base = std::env::temp_dir().join(format!(
+        "cubicle-exec-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&base)?;
+    Ok(base)
+}

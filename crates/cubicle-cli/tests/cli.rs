@@ -1,0 +1,538 @@
+//! The `cubicle` binary end to end: a local server speaking Anthropic's
+//! Messages wire format (SSE) stands in for the model API, the `host` backend
+//! runs the real guest, and sessions land in a temporary XDG data folder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// What the fake API does with the next request.
+#[derive(Clone)]
+enum Reply {
+    /// Stream an assistant message made of these content blocks.
+    Message(Vec<Value>),
+    /// Accept the request and never answer.
+    Hang,
+}
+
+/// A one-thread HTTP server that answers `POST /v1/messages` from a queue and
+/// keeps every request body.
+struct FakeApi {
+    url: String,
+    requests: Arc<Mutex<Vec<Value>>>,
+    queue: Arc<Mutex<VecDeque<Reply>>>,
+}
+
+impl FakeApi {
+    fn start(replies: Vec<Reply>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let queue = Arc::new(Mutex::new(VecDeque::from(replies)));
+        let (reqs, q) = (requests.clone(), queue.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (reqs, q) = (reqs.clone(), q.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.to_ascii_lowercase();
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    reqs.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    let reply = q.lock().unwrap().pop_front();
+                    match reply {
+                        Some(Reply::Message(blocks)) => {
+                            let body = sse(&blocks);
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                        }
+                        Some(Reply::Hang) => std::thread::sleep(Duration::from_secs(600)),
+                        None => {
+                            let body = r#"{"type":"error","error":{"type":"invalid_request_error","message":"the test script has no more replies"}}"#;
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            requests,
+            queue,
+        }
+    }
+
+    fn push(&self, reply: Reply) {
+        self.queue.lock().unwrap().push_back(reply);
+    }
+}
+
+/// Anthropic's SSE stream for one assistant message.
+fn sse(blocks: &[Value]) -> String {
+    let mut out = String::new();
+    let mut ev = |name: &str, data: Value| {
+        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    ev(
+        "message_start",
+        json!({"type":"message_start","message":{"id":"msg_test","type":"message","role":"assistant","content":[],"model":"claude-test","stop_reason":null,"usage":{"input_tokens":50,"output_tokens":1,"cache_read_input_tokens":7}}}),
+    );
+    ev("ping", json!({"type":"ping"}));
+    let mut stop = "end_turn";
+    for (i, b) in blocks.iter().enumerate() {
+        match b["type"].as_str().unwrap() {
+            "text" => {
+                ev(
+                    "content_block_start",
+                    json!({"type":"content_block_start","index":i,"content_block":{"type":"text","text":""}}),
+                );
+                ev(
+                    "content_block_delta",
+                    json!({"type":"content_block_delta","index":i,"delta":{"type":"text_delta","text":b["text"]}}),
+                );
+            }
+            "tool_use" => {
+                stop = "tool_use";
+                ev(
+                    "content_block_start",
+                    json!({"type":"content_block_start","index":i,"content_block":{"type":"tool_use","id":b["id"],"name":b["name"],"input":{}}}),
+                );
+                let input = b["input"].to_string();
+                let (a, z) = input.split_at(input.len() / 2);
+                for part in [a, z] {
+                    ev(
+                        "content_block_delta",
+                        json!({"type":"content_block_delta","index":i,"delta":{"type":"input_json_delta","partial_json":part}}),
+                    );
+                }
+            }
+            other => panic!("unsupported block {other}"),
+        }
+        ev(
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":i}),
+        );
+    }
+    ev(
+        "message_delta",
+        json!({"type":"message_delta","delta":{"stop_reason":stop},"usage":{"output_tokens":20}}),
+    );
+    ev("message_stop", json!({"type":"message_stop"}));
+    out
+}
+
+fn text(t: &str) -> Value {
+    json!({"type": "text", "text": t})
+}
+
+fn tool(id: &str, name: &str, input: Value) -> Value {
+    json!({"type": "tool_use", "id": id, "name": name, "input": input})
+}
+
+struct Env {
+    home: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cubicle"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn with_api(&self, api: &FakeApi) -> Command {
+        let mut c = self.cmd();
+        c.env("ANTHROPIC_API_KEY", "sk-test-key")
+            .env("ANTHROPIC_BASE_URL", &api.url);
+        c
+    }
+
+    fn sessions(&self) -> Vec<String> {
+        let dir = self.home.path().join("data/cubicle/sessions");
+        let mut ids: Vec<String> = std::fs::read_dir(dir)
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .trim_end_matches(".jsonl")
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    fn workspace(&self, id: &str) -> PathBuf {
+        self.home.path().join("data/cubicle/workspaces").join(id)
+    }
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+fn grant_dir(root: &Path) -> PathBuf {
+    let d = root.join("Receipts");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("jan.csv"),
+        "category,amount\nfood,12.50\ntravel,40\nfood,7.50\n",
+    )
+    .unwrap();
+    d
+}
+
+#[test]
+fn run_against_an_anthropic_server_does_the_work_and_records_it() {
+    let env = Env::new();
+    let receipts = grant_dir(env.home.path());
+    let csv = receipts.join("jan.csv").display().to_string();
+    let script = format!(
+        "python3 -c \"import csv,collections;t=collections.Counter();[t.update({{r['category']:float(r['amount'])}}) for r in csv.DictReader(open('{csv}'))];open('totals.csv','w').write(''.join(f'{{k}},{{v:.2f}}\\n' for k,v in sorted(t.items())))\" && cat totals.csv"
+    );
+    let api = FakeApi::start(vec![
+        Reply::Message(vec![
+            text("I'll total the receipts."),
+            tool(
+                "toolu_1",
+                "todo_write",
+                json!({"todos": [{"content": "Total by category", "status": "in_progress", "activeForm": "Totalling"}]}),
+            ),
+            tool("toolu_2", "bash", json!({"command": script})),
+        ]),
+        Reply::Message(vec![text(
+            "Done: totals.csv has food 20.00 and travel 40.00.",
+        )]),
+    ]);
+    let (out, stdout, stderr) = run(env
+        .with_api(&api)
+        .args(["run", "Total my receipts by category", "--grant"])
+        .arg(&receipts));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("I'll total the receipts."), "{stdout}");
+    assert!(stdout.contains("◐ Totalling"), "{stdout}");
+    assert!(stdout.contains("│ food,20.00"), "{stdout}");
+    assert!(stdout.contains("Done: totals.csv"), "{stdout}");
+    assert!(
+        stderr.contains("NOT isolated") || stderr.contains("does not isolate"),
+        "{stderr}"
+    );
+
+    let ids = env.sessions();
+    assert_eq!(ids.len(), 1);
+    let totals = std::fs::read_to_string(env.workspace(&ids[0]).join("totals.csv")).unwrap();
+    assert_eq!(totals, "food,20.00\ntravel,40.00\n");
+
+    // The API saw the key, the task, the tools and the tool results.
+    let reqs = api.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs[0]["messages"][0]["content"][0]["text"],
+        "Total my receipts by category"
+    );
+    let tools: Vec<&str> = reqs[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for t in [
+        "bash",
+        "read",
+        "write",
+        "edit",
+        "glob",
+        "grep",
+        "todo_write",
+        "ask_user",
+        "task",
+    ] {
+        assert!(tools.contains(&t), "{t} missing from {tools:?}");
+    }
+    let results = reqs[1]["messages"][2]["content"].to_string();
+    assert!(results.contains("food,20.00"), "{results}");
+
+    // sessions list and show read it back.
+    let (out, stdout, _) = run(env.cmd().args(["sessions", "list"]));
+    assert!(out.status.success());
+    assert!(
+        stdout.contains(&ids[0]) && stdout.contains("Total my receipts"),
+        "{stdout}"
+    );
+    let (out, stdout, _) = run(env.cmd().args(["sessions", "show", &ids[0][..12]]));
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("» Total my receipts by category"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("▸ bash python3"), "{stdout}");
+    assert!(stdout.contains("☐") || stdout.contains("◐"), "{stdout}");
+
+    // Replaying the transcript re-runs the tool calls for real in a new workspace.
+    let transcript = env
+        .home
+        .path()
+        .join(format!("data/cubicle/sessions/{}.jsonl", ids[0]));
+    let (out, stdout, stderr) = run(env
+        .cmd()
+        .args([
+            "run",
+            "Total my receipts by category",
+            "--provider",
+            "replay",
+            "--replay",
+        ])
+        .arg(&transcript)
+        .arg("--grant")
+        .arg(&receipts));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let ids2 = env.sessions();
+    assert_eq!(ids2.len(), 2);
+    let replayed = ids2.iter().find(|i| **i != ids[0]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(env.workspace(replayed).join("totals.csv")).unwrap(),
+        totals
+    );
+}
+
+#[test]
+fn questions_under_no_input_fail_with_a_clear_message() {
+    let env = Env::new();
+    let api = FakeApi::start(vec![
+        Reply::Message(vec![tool(
+            "toolu_q",
+            "ask_user",
+            json!({"questions": [{"question": "Which month?", "header": "Month", "options": [{"label": "January", "description": ""}, {"label": "February", "description": ""}]}]}),
+        )]),
+        Reply::Message(vec![text("I assumed January.")]),
+    ]);
+    let (out, stdout, stderr) = run(env.with_api(&api).args(["run", "Summarise", "--no-input"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("this session runs without input (--no-input): Which month?"),
+        "{stderr}"
+    );
+    let reqs = api.requests.lock().unwrap().clone();
+    assert!(reqs[1].to_string().contains("nobody can answer questions"));
+}
+
+#[test]
+fn questions_are_answered_from_stdin() {
+    let env = Env::new();
+    let api = FakeApi::start(vec![
+        Reply::Message(vec![tool(
+            "toolu_q",
+            "ask_user",
+            json!({"questions": [{"question": "Which month?", "header": "Month", "options": [{"label": "January", "description": "the first"}, {"label": "February", "description": ""}]}]}),
+        )]),
+        Reply::Message(vec![text("February it is.")]),
+    ]);
+    let mut child = env
+        .with_api(&api)
+        .args(["run", "Summarise"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("? Month — Which month?"), "{stdout}");
+    assert!(stdout.contains("1. January — the first"), "{stdout}");
+    let reqs = api.requests.lock().unwrap().clone();
+    assert!(
+        reqs[1]
+            .to_string()
+            .contains("Which month? (Month): February"),
+        "{}",
+        reqs[1]
+    );
+}
+
+#[test]
+fn resume_after_kill_dash_nine() {
+    let env = Env::new();
+    let api = FakeApi::start(vec![
+        Reply::Message(vec![tool(
+            "toolu_w",
+            "write",
+            json!({"path": "step1.txt", "content": "one\n"}),
+        )]),
+        Reply::Hang,
+    ]);
+    let mut child = env
+        .with_api(&api)
+        .args(["run", "Two steps", "--no-input"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the second model call is in flight, then kill -9.
+    for _ in 0..400 {
+        if api.requests.lock().unwrap().len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(
+        api.requests.lock().unwrap().len(),
+        2,
+        "the second call never came"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ids = env.sessions();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(env.workspace(&ids[0]).join("step1.txt")).unwrap(),
+        "one\n"
+    );
+
+    // Nothing recorded is lost: resume continues where it stopped.
+    api.push(Reply::Message(vec![tool(
+        "toolu_w2",
+        "write",
+        json!({"path": "step2.txt", "content": "two\n"}),
+    )]));
+    api.push(Reply::Message(vec![text("Both steps done.")]));
+    let (out, stdout, stderr) = run(env.with_api(&api).args(["resume", &ids[0], "--no-input"]));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("Both steps done."));
+    assert_eq!(
+        std::fs::read_to_string(env.workspace(&ids[0]).join("step2.txt")).unwrap(),
+        "two\n"
+    );
+    // The resumed request carried the whole conversation.
+    let reqs = api.requests.lock().unwrap().clone();
+    let third = &reqs[2]["messages"];
+    assert_eq!(third.as_array().unwrap().len(), 3, "{third}");
+    assert!(
+        third[2].to_string().contains("Created step1.txt"),
+        "{third}"
+    );
+
+    // A finished session needs a message to go on.
+    let (out, _, stderr) = run(env.with_api(&api).args(["resume", &ids[0], "--no-input"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("finished its last turn; give a message"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn clear_errors_for_bad_input() {
+    let env = Env::new();
+    let (out, _, stderr) = run(env.cmd().args(["run", "x"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr.trim(),
+        "cubicle: no model is configured — set ANTHROPIC_API_KEY, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM)"
+    );
+    let (out, _, stderr) = run(env.cmd().args(["run", "x", "--grant", "/no/such/dir"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot grant /no/such/dir: no such folder"),
+        "{stderr}"
+    );
+    let (out, _, stderr) = run(env.cmd().args(["run", "x", "--backend", "mainframe"]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown backend `mainframe`"), "{stderr}");
+    let (out, _, stderr) = run(env.cmd().args(["sessions", "show", "nope"]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("no session matches `nope`"), "{stderr}");
+    std::fs::create_dir_all(env.home.path().join("config/cubicle")).unwrap();
+    std::fs::write(
+        env.home.path().join("config/cubicle/config.toml"),
+        "max_turns = \"lots\"\n",
+    )
+    .unwrap();
+    let (out, _, stderr) = run(env.cmd().args(["run", "x"]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("config.toml:1:"), "{stderr}");
+}
+
+#[test]
+fn sandbox_exec_returns_the_command_status() {
+    let env = Env::new();
+    let dir = grant_dir(env.home.path());
+    let (out, stdout, _) = run(env
+        .cmd()
+        .args(["sandbox", "exec", "--grant"])
+        .arg(&dir)
+        .args(["--", "cat"])
+        .arg(dir.join("jan.csv")));
+    assert!(out.status.success());
+    assert!(stdout.starts_with("category,amount"));
+    let (out, _, _) = run(env
+        .cmd()
+        .args(["sandbox", "exec", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(out.status.code(), Some(7));
+    let (out, _, stderr) =
+        run(env
+            .cmd()
+            .args(["sandbox", "exec", "--timeout", "1s", "--", "sleep", "30"]));
+    assert_eq!(out.status.code(), Some(124));
+    assert!(stderr.contains("timed out"));
+    let (out, _, _) = run(env
+        .cmd()
+        .args(["sandbox", "exec", "--", "sh", "-c", "kill -9 $$"]));
+    assert_eq!(out.status.code(), Some(137));
+    // Host secrets do not reach commands.
+    let (out, stdout, _) = run(env
+        .cmd()
+        .env("ANTHROPIC_API_KEY", "sk-secret")
+        .args(["sandbox", "exec", "--", "sh", "-c", "env"]));
+    assert!(out.status.success());
+    assert!(!stdout.contains("sk-secret"), "{stdout}");
+}

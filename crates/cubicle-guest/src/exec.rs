@@ -1,0 +1,492 @@
+//! Running commands: spawn in a fresh process group with a clean
+//! environment, stream output, enforce timeouts and output caps, and report
+//! how the command ended.
+//!
+//! A command owns its process group. Signals (from the host, a timeout, or
+//! shutdown) go to the whole group so that they reach grandchildren, and
+//! when the command's main process ends whatever it left running in its
+//! group is killed too: otherwise a stray background job would hold the
+//! output pipes open and the request would never finish.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::process::CommandExt as _;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cubicle_protocol::guest::{
+    Command, DATA_CHUNK, ErrorCode, ExecRequest, ExecResult, GuestFrame, OpResult, OutputStream,
+    Stdin,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::confine::Access;
+use crate::error::OpError;
+use crate::reap;
+use crate::server::{Ctx, Outgoing};
+
+/// How long output may keep arriving after the command's process group was
+/// killed; only a process that left the group (`setsid`) can hold the pipes
+/// longer, and it is not waited for.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// A command that is running, as the rest of the guest sees it.
+#[derive(Debug)]
+pub struct Running {
+    /// Process group id (the pid of the command's main process); `None`
+    /// while it is being started.
+    pgid: Option<u32>,
+    /// A signal asked for before the process existed, delivered at start.
+    early_signal: Option<i32>,
+    /// Feeds the stdin task of a command started with [`Stdin::Pipe`].
+    stdin: Option<mpsc::UnboundedSender<StdinWrite>>,
+}
+
+/// What [`prepare`] hands on to [`run`].
+#[derive(Debug)]
+pub struct Prepared {
+    stdin: Option<mpsc::UnboundedReceiver<StdinWrite>>,
+}
+
+/// Registers an exec request before its task starts, so that `write_stdin`
+/// and `signal` requests sent right behind it find it.
+pub fn prepare(ctx: &Ctx, id: u64, req: &ExecRequest) -> Prepared {
+    let (tx, rx) = match req.stdin {
+        Stdin::Pipe => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        Stdin::Null | Stdin::Bytes(_) => (None, None),
+    };
+    ctx.execs.insert(
+        id,
+        Running {
+            pgid: None,
+            early_signal: None,
+            stdin: tx,
+        },
+    );
+    Prepared { stdin: rx }
+}
+
+/// One `write_stdin` request on its way to the command.
+#[derive(Debug)]
+struct StdinWrite {
+    data: Vec<u8>,
+    eof: bool,
+    done: oneshot::Sender<io::Result<()>>,
+}
+
+/// The commands currently running, by exec request id.
+#[derive(Debug, Default)]
+pub struct ExecTable {
+    running: Mutex<HashMap<u64, Running>>,
+}
+
+impl ExecTable {
+    fn insert(&self, id: u64, running: Running) {
+        if let Ok(mut map) = self.running.lock() {
+            map.insert(id, running);
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut map) = self.running.lock() {
+            map.remove(&id);
+        }
+    }
+
+    /// Records the started process; returns a signal that was asked for
+    /// while it was starting.
+    fn started(&self, id: u64, pgid: u32) -> Option<i32> {
+        let mut map = self.running.lock().ok()?;
+        let r = map.get_mut(&id)?;
+        r.pgid = Some(pgid);
+        r.early_signal.take()
+    }
+
+    /// Sends SIGKILL to every running command's process group.
+    pub fn kill_all(&self) {
+        let Ok(map) = self.running.lock() else {
+            return;
+        };
+        for (id, r) in map.iter() {
+            if let Some(pgid) = r.pgid {
+                tracing::debug!(id, pgid, "killing command");
+                let _ = reap::signal_group(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Removes a command from the table however its request ends.
+struct Registration<'a> {
+    table: &'a ExecTable,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.table.remove(self.id);
+    }
+}
+
+/// Runs a command to completion.
+pub async fn run(ctx: &Arc<Ctx>, id: u64, req: ExecRequest, prepared: Prepared) -> OpResult {
+    match run_inner(ctx, id, req, prepared).await {
+        Ok(result) => OpResult::Exit(result),
+        Err(e) => e.into_result(),
+    }
+}
+
+async fn run_inner(
+    ctx: &Arc<Ctx>,
+    id: u64,
+    req: ExecRequest,
+    prepared: Prepared,
+) -> Result<ExecResult, OpError> {
+    let _registration = Registration {
+        table: &ctx.execs,
+        id,
+    };
+    let cwd_shown = req
+        .cwd
+        .clone()
+        .unwrap_or_else(|| ctx.confine.workspace().display().to_string());
+    let cwd = ctx.confine.resolve(&cwd_shown, Access::Read)?;
+    match std::fs::metadata(&cwd) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(OpError::new(
+                ErrorCode::NotDirectory,
+                format!("working directory {cwd_shown} is not a directory"),
+            ));
+        }
+        Err(e) => {
+            return Err(OpError::new(
+                crate::error::code_of(&e),
+                format!("working directory {cwd_shown}: {e}"),
+            ));
+        }
+    }
+    let (program, args) = match &req.command {
+        Command::Argv(argv) => match argv.split_first() {
+            Some((p, rest)) if !p.is_empty() => (p.clone(), rest.to_vec()),
+            _ => return Err(OpError::new(ErrorCode::InvalidInput, "empty command")),
+        },
+        Command::Shell(line) => ("/bin/sh".to_owned(), vec!["-c".to_owned(), line.clone()]),
+    };
+
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(&args)
+        // Nothing of the guest's own environment leaks into commands.
+        .env_clear()
+        .envs(&ctx.base_env)
+        .envs(&req.env)
+        .current_dir(&cwd)
+        // A group of its own, so signals reach everything it starts.
+        .process_group(0)
+        .stdin(match req.stdin {
+            Stdin::Null => Stdio::null(),
+            Stdin::Bytes(_) | Stdin::Pipe => Stdio::piped(),
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // std opens every descriptor close-on-exec and replaces 0, 1 and 2 in the
+    // child, so the protocol channel (the guest's stdin/stdout) never leaks.
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| spawn_error(&program, &e))?;
+    let pid = child.id();
+    tracing::debug!(id, pid, program, "started command");
+
+    if let Some(sig) = ctx.execs.started(id, pid) {
+        let _ = reap::signal_group(pid, sig);
+    }
+    let stdin_rx = prepared.stdin;
+
+    if let Some(stdin) = child.stdin.take() {
+        match tokio::process::ChildStdin::from_std(stdin) {
+            Ok(stdin) => {
+                let bytes = match &req.stdin {
+                    Stdin::Bytes(b) => Some(b.as_slice().to_vec()),
+                    Stdin::Null | Stdin::Pipe => None,
+                };
+                tokio::spawn(feed_stdin(stdin, bytes, stdin_rx));
+            }
+            Err(e) => tracing::warn!(id, error = %e, "cannot use the command's stdin"),
+        }
+    }
+    let budget = Arc::new(Budget::new(req.max_output_bytes));
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        match tokio::process::ChildStdout::from_std(out) {
+            Ok(out) => pumps.push(tokio::spawn(pump(
+                out,
+                id,
+                OutputStream::Stdout,
+                ctx.out.clone(),
+                budget.clone(),
+            ))),
+            Err(e) => tracing::warn!(id, error = %e, "cannot read the command's stdout"),
+        }
+    }
+    if let Some(err) = child.stderr.take() {
+        match tokio::process::ChildStderr::from_std(err) {
+            Ok(err) => pumps.push(tokio::spawn(pump(
+                err,
+                id,
+                OutputStream::Stderr,
+                ctx.out.clone(),
+                budget.clone(),
+            ))),
+            Err(e) => tracing::warn!(id, error = %e, "cannot read the command's stderr"),
+        }
+    }
+    // `child` is never waited on through std: `reap::wait` owns that.
+    drop(child);
+
+    let waiter = reap::wait(pid);
+    tokio::pin!(waiter);
+    let deadline = req
+        .timeout_ms
+        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+    let mut timed_out = false;
+    let exit = loop {
+        tokio::select! {
+            exit = &mut waiter => break exit,
+            () = sleep_until(deadline), if deadline.is_some() && !timed_out => {
+                tracing::debug!(id, pid, "timed out; killing its process group");
+                timed_out = true;
+                let _ = reap::signal_group(pid, libc::SIGKILL);
+            }
+        }
+    };
+    // Leftovers in the group die with the command (see the module docs).
+    // The group id cannot have been reused yet: either members remain and
+    // hold it, or the kill finds no one.
+    let _ = reap::signal_group(pid, libc::SIGKILL);
+    let exit = exit.map_err(|e| {
+        OpError::new(
+            ErrorCode::Internal,
+            format!("waiting for the command failed: {e}"),
+        )
+    })?;
+    let drain_until = tokio::time::Instant::now() + DRAIN_GRACE;
+    for mut pump in pumps {
+        if tokio::time::timeout_at(drain_until, &mut pump)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                id,
+                "output still open after the command ended; abandoning it"
+            );
+            pump.abort();
+        }
+    }
+    Ok(ExecResult {
+        code: exit.code,
+        signal: exit.signal,
+        timed_out,
+        output_truncated: budget.truncated.load(Ordering::Relaxed),
+        duration_ms: millis(started.elapsed()),
+        user_ms: millis(exit.user),
+        system_ms: millis(exit.system),
+        max_rss_kib: exit.max_rss_kib,
+    })
+}
+
+/// Feeds a request's signal to a running command's process group.
+pub fn signal(ctx: &Ctx, exec_id: u64, signal: i32) -> OpResult {
+    let pgid = {
+        let Ok(mut map) = ctx.execs.running.lock() else {
+            return OpError::new(ErrorCode::Internal, "exec table poisoned").into_result();
+        };
+        let Some(r) = map.get_mut(&exec_id) else {
+            return no_such(exec_id);
+        };
+        match r.pgid {
+            Some(pgid) => pgid,
+            None => {
+                r.early_signal = Some(signal);
+                return OpResult::Done;
+            }
+        }
+    };
+    match reap::signal_group(pgid, signal) {
+        Ok(()) => OpResult::Done,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => no_such(exec_id),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            OpError::new(ErrorCode::InvalidInput, format!("invalid signal {signal}")).into_result()
+        }
+        Err(e) => OpError::new(ErrorCode::Io, format!("signal {signal}: {e}")).into_result(),
+    }
+}
+
+/// Writes to the stdin pipe of a running command, closing it on `eof`.
+pub async fn write_stdin(ctx: &Ctx, exec_id: u64, data: Vec<u8>, eof: bool) -> OpResult {
+    let sender = {
+        let Ok(map) = ctx.execs.running.lock() else {
+            return OpError::new(ErrorCode::Internal, "exec table poisoned").into_result();
+        };
+        match map.get(&exec_id) {
+            None => return no_such(exec_id),
+            Some(r) => r.stdin.clone(),
+        }
+    };
+    let Some(sender) = sender else {
+        return OpError::new(
+            ErrorCode::InvalidInput,
+            format!("command {exec_id} was not started with a stdin pipe"),
+        )
+        .into_result();
+    };
+    let (done, wait) = oneshot::channel();
+    if sender.send(StdinWrite { data, eof, done }).is_err() {
+        return OpError::new(
+            ErrorCode::InvalidInput,
+            format!("stdin of command {exec_id} is already closed"),
+        )
+        .into_result();
+    }
+    match wait.await {
+        Ok(Ok(())) => OpResult::Done,
+        Ok(Err(e)) => OpError::new(
+            ErrorCode::Io,
+            format!("writing to the stdin of command {exec_id}: {e}"),
+        )
+        .into_result(),
+        Err(_) => OpError::new(
+            ErrorCode::InvalidInput,
+            format!("stdin of command {exec_id} is already closed"),
+        )
+        .into_result(),
+    }
+}
+
+fn no_such(exec_id: u64) -> OpResult {
+    OpError::new(
+        ErrorCode::NoSuchProcess,
+        format!("no running command has id {exec_id}"),
+    )
+    .into_result()
+}
+
+fn spawn_error(program: &str, err: &io::Error) -> OpError {
+    let message = match err.kind() {
+        io::ErrorKind::NotFound if program.contains('/') => format!("no such program: {program}"),
+        io::ErrorKind::NotFound => format!("command not found: {program}"),
+        io::ErrorKind::PermissionDenied => format!("permission denied: {program}"),
+        _ => format!("cannot start {program}: {err}"),
+    };
+    OpError::new(ErrorCode::SpawnFailed, message)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The shared output allowance of a command's two streams.
+#[derive(Debug)]
+struct Budget {
+    remaining: Mutex<Option<u64>>,
+    truncated: AtomicBool,
+}
+
+impl Budget {
+    fn new(limit: Option<u64>) -> Self {
+        Self {
+            remaining: Mutex::new(limit),
+            truncated: AtomicBool::new(false),
+        }
+    }
+
+    /// How many of `n` new bytes may be forwarded.
+    fn take(&self, n: usize) -> usize {
+        let Ok(mut rem) = self.remaining.lock() else {
+            return 0;
+        };
+        match rem.as_mut() {
+            None => n,
+            Some(left) => {
+                let allowed = (*left).min(n as u64);
+                *left -= allowed;
+                if allowed < n as u64 {
+                    self.truncated.store(true, Ordering::Relaxed);
+                }
+                allowed as usize
+            }
+        }
+    }
+}
+
+/// Forwards one output stream as `Output` frames until it ends. Output past
+/// the budget is read and dropped so the command never blocks on a full pipe.
+async fn pump(
+    mut src: impl AsyncRead + Unpin,
+    id: u64,
+    stream: OutputStream,
+    out: mpsc::Sender<Outgoing>,
+    budget: Arc<Budget>,
+) {
+    let mut buf = vec![0u8; DATA_CHUNK];
+    let mut forwarding = true;
+    loop {
+        let n = match src.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let allowed = budget.take(n);
+        if forwarding && allowed > 0 {
+            let frame = GuestFrame::Output {
+                id,
+                stream,
+                data: buf[..allowed].to_vec().into(),
+            };
+            // The host is gone when the writer is; keep draining regardless.
+            forwarding = out.send(Outgoing::Frame(frame)).await.is_ok();
+        }
+    }
+}
+
+/// Writes a command's stdin: fixed bytes then EOF, or `write_stdin` requests
+/// as they come.
+async fn feed_stdin(
+    mut stdin: tokio::process::ChildStdin,
+    bytes: Option<Vec<u8>>,
+    rx: Option<mpsc::UnboundedReceiver<StdinWrite>>,
+) {
+    if let Some(bytes) = bytes {
+        // A command that exits without reading its input is not an error.
+        let _ = stdin.write_all(&bytes).await;
+        return;
+    }
+    let Some(mut rx) = rx else {
+        return;
+    };
+    while let Some(w) = rx.recv().await {
+        let res = async {
+            stdin.write_all(&w.data).await?;
+            stdin.flush().await
+        }
+        .await;
+        if w.eof || res.is_err() {
+            // Dropping the pipe is what delivers EOF; do it before answering
+            // so the host's next step sees the command's input closed.
+            drop(stdin);
+            let _ = w.done.send(res);
+            return;
+        }
+        let _ = w.done.send(res);
+    }
+}

@@ -1,0 +1,94 @@
+//! `cubicle-guest`: the agent that runs inside every cubicle. It speaks the
+//! guest protocol ([`cubicle_protocol::guest`]) with the host over one byte
+//! stream, runs commands and file operations on the host's behalf, and
+//! tunnels in-cubicle connections to the host's egress proxy.
+//!
+//! The guest trusts the host and nothing else: every path and process it
+//! handles may have been arranged by something hostile inside the cubicle.
+//! The host side reuses [`wire`] for framing.
+
+mod confine;
+mod error;
+mod exec;
+mod files;
+mod reap;
+mod search;
+mod server;
+mod tunnel;
+pub mod wire;
+
+pub use server::{ServeError, serve, serve_until};
+
+/// Marks every inherited file descriptor above stderr close-on-exec, so
+/// that commands never receive whatever the guest's own parent left open
+/// (a backend's channel, a build tool's jobserver pipe). Call it first
+/// thing, before any thread starts.
+pub fn close_inherited_fds_on_exec() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        tracing::warn!("cannot list open file descriptors; inherited ones may leak to commands");
+        return;
+    };
+    // Collect first: the directory handle itself is one of the entries.
+    let fds: Vec<i32> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD only touch the descriptor's flags; a stale
+        // fd (the closed directory handle) just fails with EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// Serves the protocol on this process's stdin and stdout until the host
+/// hangs up, asks for shutdown, or sends SIGTERM/SIGHUP. Call it from a
+/// process's `main` before any async runtime exists: it builds its own.
+pub fn run_stdio() -> std::process::ExitCode {
+    close_inherited_fds_on_exec();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let stop = async {
+            // SIGTERM and SIGHUP end the session as cleanly as a host
+            // hang-up: every command's process group is killed first.
+            use tokio::signal::unix::{SignalKind, signal};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(mut term), Ok(mut hup)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = hup.recv() => {}
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        serve_until(tokio::io::stdin(), tokio::io::stdout(), stop).await
+    });
+    // tokio reads stdin on a blocking thread that cannot be cancelled; after
+    // a `shutdown` the host may keep the pipe open, so do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "guest stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! What a jail is made of: the host-side [`JailConfig`], the resource
+//! [`Limits`], and the [`LaunchSpec`] the host hands the launcher (as one
+//! JSON argument) so that the launcher needs nothing else from the host.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grants::Grant;
+use crate::locate::GuestProgram;
+
+/// Settings of a `jail` computer.
+#[derive(Debug, Clone)]
+pub struct JailConfig {
+    /// Host folders visible at `/mnt/<name>`.
+    pub grants: Vec<Grant>,
+    /// Host directory bound at `/workspace`; created if missing.
+    pub workspace: PathBuf,
+    /// The guest program, bound read-only at `/.cubicle/guest`.
+    pub guest: GuestProgram,
+    /// The `cubicle-jail-init` launcher (see [`super::locate_jail_init`]).
+    pub launcher: PathBuf,
+    /// Root file system of a built cubicle image; `None` uses read-only
+    /// binds of the host's system directories.
+    pub rootfs: Option<PathBuf>,
+    /// Resource limits of the session.
+    pub limits: Limits,
+    /// Variables added to (or overriding) the scrubbed base environment of
+    /// every command.
+    pub env: BTreeMap<String, String>,
+    /// Run even where landlock cannot be enforced. Mount namespaces still
+    /// confine the jail; landlock is the second wall.
+    pub dangerously_allow_no_landlock: bool,
+}
+
+/// Resource limits of one jail.
+///
+/// The rlimits are inherited by the guest and so by every command; the
+/// cgroup limits (where the host lets the launcher create a cgroup) cover
+/// the whole session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most processes and threads of the session (`RLIMIT_NPROC`, counted
+    /// per user namespace, and the `pids` cgroup).
+    pub max_processes: u64,
+    /// Most private writable memory of one process (`RLIMIT_DATA`): a
+    /// memory bomb gets `ENOMEM` instead of growing. `RLIMIT_AS` is not used
+    /// because runtimes such as V8 reserve huge, untouched address ranges.
+    pub process_memory_bytes: u64,
+    /// Most memory of the whole session (`memory` cgroup, when available):
+    /// the kernel's OOM killer picks a victim inside the jail only.
+    pub session_memory_bytes: u64,
+    /// Most open files of one process (`RLIMIT_NOFILE`).
+    pub open_files: u64,
+    /// Largest file one process may write (`RLIMIT_FSIZE`); the only cap on
+    /// single files in `/workspace` and the grants.
+    pub file_size_bytes: u64,
+    /// CPU seconds of one process (`RLIMIT_CPU`); `None` for no limit. The
+    /// guest itself lives for the whole session and counts against this
+    /// too, so commands are better bounded by their timeouts.
+    pub cpu_seconds: Option<u64>,
+    /// Size of the `/tmp` and `/dev/shm` tmpfs, each.
+    pub tmp_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_processes: 512,
+            process_memory_bytes: 4 << 30,
+            session_memory_bytes: 8 << 30,
+            open_files: 4096,
+            file_size_bytes: 4 << 30,
+            cpu_seconds: None,
+            tmp_bytes: 1 << 30,
+        }
+    }
+}
+
+/// One grant as the launcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// Host path (canonical).
+    pub host_path: PathBuf,
+    /// Name under `/mnt`.
+    pub name: String,
+    /// Read-write when true.
+    pub writable: bool,
+}
+
+/// Everything the launcher needs, passed as its only argument (JSON). It
+/// holds no secrets: the session environment travels in the guest
+/// protocol's hello, not here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchSpec {
+    /// Host path of the guest program.
+    pub guest: PathBuf,
+    /// Arguments for the guest.
+    pub guest_args: Vec<String>,
+    /// Host workspace directory (canonical).
+    pub workspace: PathBuf,
+    /// Grants, already checked to exist.
+    pub grants: Vec<GrantSpec>,
+    /// Image root file system, when one is used.
+    pub rootfs: Option<PathBuf>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Run without landlock where the kernel lacks it.
+    pub dangerously_allow_no_landlock: bool,
+    /// Name of the session's cgroup (a leaf under `cubicle/`), when the
+    /// host should try to create one.
+    pub cgroup: Option<String>,
+    /// `CUBICLE_GUEST_LOG` for the guest, the only variable passed in.
+    pub guest_log: Option<String>,
+}
+
+impl LaunchSpec {
+    /// Parses the launcher's arguments: exactly one, the spec as JSON.
+    pub fn from_args<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Self, String> {
+        let mut args = args.into_iter().skip(1);
+        let (Some(json), None) = (args.next(), args.next()) else {
+            return Err(
+                "usage: cubicle-jail-init SPEC-JSON (it is started by cubicle, not by hand)"
+                    .to_owned(),
+            );
+        };
+        let json = json
+            .into_string()
+            .map_err(|_| "the launch spec is not valid UTF-8".to_owned())?;
+        serde_json::from_str(&json).map_err(|e| format!("bad launch spec: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn spec_round_trips_through_args() {
+        let spec = LaunchSpec {
+            guest: "/g".into(),
+            guest_args: vec![],
+            workspace: "/w".into(),
+            grants: vec![GrantSpec {
+                host_path: "/h".into(),
+                name: "h".into(),
+                writable: true,
+            }],
+            rootfs: None,
+            limits: Limits::default(),
+            dangerously_allow_no_landlock: false,
+            cgroup: Some("s1".into()),
+            guest_log: None,
+        };
+        let json = serde_json::to_string(&spec).unwrap();
+        let parsed = LaunchSpec::from_args(["init".into(), json.into()]).unwrap();
+        assert_eq!(parsed, spec);
+        assert!(LaunchSpec::from_args(["init".into()]).is_err());
+    }
+}

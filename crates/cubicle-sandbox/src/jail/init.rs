@@ -1,0 +1,262 @@
+//! The jail launcher (`cubicle-jail-init`, or `cubicle __jail-init`): builds
+//! the cubicle around the current process and ends by executing the guest.
+//! The steps and their order are documented in [`super`]; each is a
+//! function named there.
+//!
+//! This runs as the first thing in a fresh, single-threaded process — no
+//! async runtime, no threads — because `unshare(CLONE_NEWUSER)` refuses a
+//! multi-threaded caller, and because it lets the forked children run
+//! ordinary Rust code (no lock can be held by a thread that does not exist).
+//!
+//! Failures are one line on stderr, `cubicle-jail: <what> — <what to do>`,
+//! and a non-zero exit; the host turns that line into
+//! [`crate::SandboxError::Start`].
+
+use std::ffi::CString;
+use std::path::Path;
+
+use super::config::LaunchSpec;
+use super::namespaces::errno_name;
+use super::sys::{self, Forked};
+use super::{landlock, limits, mounts, namespaces, seccomp};
+
+/// Prefix of every line the launcher writes to stderr.
+pub const ERROR_PREFIX: &str = "cubicle-jail:";
+
+/// Exit status of a launcher that could not set the jail up.
+pub const SETUP_FAILED: i32 = 125;
+
+/// Where the guest binary is inside the jail.
+pub const GUEST_PATH: &str = "/.cubicle/guest";
+
+/// A setup step that failed, as one line for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitError(String);
+
+impl InitError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl std::fmt::Display for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InitError {}
+
+/// Runs the launcher with `spec` and never returns: exits with the guest's
+/// status (128 + signal when killed), or [`SETUP_FAILED`] after printing
+/// why the jail could not be built.
+pub fn main(spec: LaunchSpec) -> ! {
+    match launch(&spec) {
+        Ok(status) => sys::exit_now(status),
+        Err(e) => {
+            eprintln!("{ERROR_PREFIX} {e}");
+            sys::exit_now(SETUP_FAILED)
+        }
+    }
+}
+
+/// Parses the process arguments (see [`LaunchSpec::from_args`]) and runs
+/// [`main`].
+pub fn main_from_args() -> ! {
+    match LaunchSpec::from_args(std::env::args_os()) {
+        Ok(spec) => main(spec),
+        Err(e) => {
+            eprintln!("{ERROR_PREFIX} {e}");
+            sys::exit_now(2)
+        }
+    }
+}
+
+/// Steps 0–2, in the launcher process on the host side of the namespaces.
+fn launch(spec: &LaunchSpec) -> Result<i32, InitError> {
+    check_single_threaded()?;
+    // Step 0: the session cgroup, joined while we still have the host's view
+    // of /sys/fs/cgroup; the namespaces below are then rooted in it.
+    let cgroups = match &spec.cgroup {
+        Some(name) => limits::enter_cgroup(name, &spec.limits),
+        None => Vec::new(),
+    };
+    // The kernel does not apply RLIMIT_NPROC to processes of host uid 0, so
+    // a jail started by root needs the pids cgroup to stop a fork bomb.
+    if sys::ids().0 == 0 && !cgroups.iter().any(|d| d.starts_with("/sys/fs/cgroup/pids")) {
+        eprintln!(
+            "{ERROR_PREFIX} warning: started as root without a pids cgroup: the process \
+             limit is not enforced (RLIMIT_NPROC does not apply to host uid 0)"
+        );
+    }
+    // Step 1.
+    namespaces::unshare_all()?;
+    // Step 2: the first child is PID 1 of the new PID namespace.
+    match sys::fork().map_err(|e| InitError::new(format!("cannot fork: {}", errno_name(&e))))? {
+        Forked::Child => {
+            let status = match pid1(spec) {
+                Ok(status) => status,
+                Err(e) => {
+                    eprintln!("{ERROR_PREFIX} {e}");
+                    SETUP_FAILED
+                }
+            };
+            sys::exit_now(status)
+        }
+        Forked::Parent(pid) => {
+            // The guest has the protocol pipes now; holding them here would
+            // only delay the host's end-of-file when the jail ends.
+            let _ = sys::redirect_to_null(0);
+            let _ = sys::redirect_to_null(1);
+            let (_, exit) = sys::waitpid(pid).map_err(|e| {
+                InitError::new(format!("cannot wait for the jail: {}", errno_name(&e)))
+            })?;
+            Ok(exit.status())
+        }
+    }
+}
+
+/// PID 1 of the jail: steps 3–8 on itself, then step 9 in a child, then
+/// reaps until the guest exits.
+fn pid1(spec: &LaunchSpec) -> Result<i32, InitError> {
+    // If the launcher dies (the host killed it), take the whole jail down:
+    // the kernel kills every process of a PID namespace when its PID 1 dies.
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
+    // Step 3.
+    mounts::build_root(spec)?;
+    // Step 4.
+    namespaces::configure_uts_and_net()?;
+    // Step 5.
+    limits::apply_rlimits(&spec.limits)?;
+    // Step 6.
+    drop_privileges()?;
+    // Step 7.
+    landlock::restrict(spec)?;
+    // Step 8.
+    seccomp::install()?;
+    // Step 9: the guest, in a child, so that PID 1 stays a plain reaper.
+    let argv = guest_argv(spec)?;
+    let envp = guest_env(spec)?;
+    let guest = match sys::fork()
+        .map_err(|e| InitError::new(format!("cannot fork the guest: {}", errno_name(&e))))?
+    {
+        Forked::Child => {
+            let err = sys::execve(Path::new(GUEST_PATH), &argv, &envp);
+            eprintln!(
+                "{ERROR_PREFIX} cannot start the guest: {}",
+                errno_name(&err)
+            );
+            sys::exit_now(SETUP_FAILED)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    let _ = sys::redirect_to_null(0);
+    let _ = sys::redirect_to_null(1);
+    reap_until(guest)
+}
+
+/// Reaps every process that ends in the jail (orphans are re-parented to
+/// PID 1) and returns the guest's status when the guest ends. Returning
+/// ends PID 1, which makes the kernel kill whatever is left.
+fn reap_until(guest: libc::pid_t) -> Result<i32, InitError> {
+    loop {
+        match sys::waitpid(-1) {
+            Ok((pid, exit)) if pid == guest => return Ok(exit.status()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(InitError::new(format!(
+                    "lost track of the guest: {}",
+                    errno_name(&e)
+                )));
+            }
+        }
+    }
+}
+
+/// Step 6: `no_new_privs`, then every capability gone: the bounding set
+/// (so no `execve` can regain one), the ambient set, and the effective,
+/// permitted and inheritable sets. Securebits make uid 0 inside ordinary:
+/// executing a program as root grants nothing, and this is locked.
+fn drop_privileges() -> Result<(), InitError> {
+    let fail = |what: &'static str| {
+        move |e: std::io::Error| InitError::new(format!("cannot {what}: {}", errno_name(&e)))
+    };
+    sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(fail("set no_new_privs"))?;
+    // Not dumpable: processes in the jail cannot read PID 1's memory or
+    // open its /proc files (it holds the launch spec).
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(fail("clear the dumpable flag"))?;
+    const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
+    const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
+    const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+    const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
+    const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
+    const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
+    const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
+    sys::prctl(
+        libc::PR_SET_SECUREBITS,
+        SECBIT_NOROOT
+            | SECBIT_NOROOT_LOCKED
+            | SECBIT_NO_SETUID_FIXUP
+            | SECBIT_NO_SETUID_FIXUP_LOCKED
+            | SECBIT_KEEP_CAPS_LOCKED
+            | SECBIT_NO_CAP_AMBIENT_RAISE
+            | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+    )
+    .map_err(fail("set securebits"))?;
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::c_ulong>().ok())
+        .unwrap_or(63);
+    for cap in 0..=last_cap {
+        match sys::prctl(libc::PR_CAPBSET_DROP, cap) {
+            Ok(_) => {}
+            // Capabilities this kernel does not know.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(fail("drop the capability bounding set")(e)),
+        }
+    }
+    const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
+    sys::prctl(libc::PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+        .map_err(fail("clear the ambient capabilities"))?;
+    sys::clear_capabilities().map_err(fail("drop capabilities"))?;
+    Ok(())
+}
+
+fn guest_argv(spec: &LaunchSpec) -> Result<Vec<CString>, InitError> {
+    std::iter::once("cubicle-guest")
+        .chain(spec.guest_args.iter().map(String::as_str))
+        .map(|a| sys::cstr(a).map_err(|e| InitError::new(format!("bad guest argument: {e}"))))
+        .collect()
+}
+
+/// Step 9's environment: empty but for the guest's log filter. Commands get
+/// the session environment from the protocol's hello, never from here.
+fn guest_env(spec: &LaunchSpec) -> Result<Vec<CString>, InitError> {
+    spec.guest_log
+        .iter()
+        .map(|f| {
+            sys::cstr(format!("CUBICLE_GUEST_LOG={f}"))
+                .map_err(|e| InitError::new(format!("bad guest log filter: {e}")))
+        })
+        .collect()
+}
+
+/// `unshare(CLONE_NEWUSER)` fails with `EINVAL` in a multi-threaded
+/// process; say so plainly instead.
+fn check_single_threaded() -> Result<(), InitError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .unwrap_or(1);
+    if threads > 1 {
+        return Err(InitError::new(format!(
+            "the launcher must run before any thread is started (found {threads} threads) — \
+             call jail::init::main first thing in main()"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The `jail` backend (Linux): a cubicle made of namespaces, a private root
+//! file system, landlock, seccomp and resource limits, around the same
+//! unchanged `cubicle-guest` every backend runs.
+//!
+//! The host side ([`JailComputer`]) starts the launcher `cubicle-jail-init`
+//! with piped stdin and stdout and the [`LaunchSpec`] as its argument. The
+//! launcher builds the jail around itself and finally executes the guest,
+//! which serves the guest protocol on the pipes it inherited. One jail is
+//! started per session and kept; every command is a request to its guest.
+//!
+//! # How the jail is built, step by step
+//!
+//! In the order the code runs; each step names the function that does it.
+//!
+//! 0. **Session cgroup** — [`limits::enter_cgroup`], in the launcher, still
+//!    with the host's view: where cgroup v1 `pids` and `memory` are
+//!    writable (root), create `cubicle/<session>` in each, set `pids.max`
+//!    and `memory.limit_in_bytes`, and move in. Optional: without it the
+//!    rlimits of step 5 still apply. (Delegated cgroup v2 is not handled.)
+//! 1. **Namespaces** — [`namespaces::unshare_all`]: one `unshare` of user,
+//!    mount, PID, network, IPC, UTS and cgroup namespaces; then
+//!    `setgroups` = `deny` and `uid_map`/`gid_map` map the caller's uid and
+//!    gid to 0 inside (and nothing else: every other host uid shows up as
+//!    `nobody`). The launcher checks first that it is single-threaded.
+//! 2. **PID 1** — `init::launch` forks; the child is PID 1 of the new PID
+//!    namespace and gets `PR_SET_PDEATHSIG` = `SIGKILL`, so the jail dies
+//!    with the launcher. The launcher points its own stdin/stdout at
+//!    `/dev/null` and waits for PID 1, exiting with its status.
+//! 3. **Root file system** — [`mounts::build_root`], in PID 1:
+//!    (a) `/` becomes recursively private, so no mount propagates to the
+//!    host; every source is opened (`O_PATH`) before anything is mounted;
+//!    (b) a tmpfs becomes the new root;
+//!    (c) read-only, nosuid, nodev, non-recursive binds of the image's
+//!    top-level directories, or of the host's `/usr`, `/bin`, `/sbin`,
+//!    `/lib*` (usrmerge symlinks recreated as symlinks) and an allowlist of
+//!    `/etc` entries (`ssl`, `ca-certificates*`, `alternatives`, `ld.so.*`,
+//!    `nsswitch.conf`, `localtime`, `fonts`, `python3*`, …); `passwd`,
+//!    `group`, `hosts` and `hostname` are generated, never the host's —
+//!    there is no `/home`, `/root`, `/run`, `/var/run`, `/etc/shadow`, host
+//!    `/tmp` or any host socket;
+//!    (d) a fresh `/proc` of the new PID namespace, with `/proc/sys`,
+//!    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs` bound
+//!    read-only and `/proc/kcore`, `/proc/keys`, `/proc/kallsyms`, … hidden;
+//!    (e) `/dev` on a small tmpfs: binds of the host's `null`, `zero`,
+//!    `full`, `random`, `urandom`, `tty`, a new `devpts` instance, a `shm`
+//!    tmpfs and the `fd`/`stdin`/`stdout`/`stderr` symlinks;
+//!    (f) `/tmp` on a size-capped tmpfs;
+//!    (g) `/workspace` bound read-write from the host's workspace, each grant
+//!    at `/mnt/<name>` (read-only grants remounted
+//!    `MS_RDONLY|MS_NOSUID|MS_NODEV`, which even root inside cannot undo:
+//!    the remount needs `CAP_SYS_ADMIN`, dropped in step 6, and `mount` is
+//!    refused by step 8), the guest bound read-only at `/.cubicle/guest`;
+//!    (h) `pivot_root(".", ".")`, the old root detached (`MNT_DETACH`),
+//!    `chdir("/")`, and the root tmpfs itself remounted read-only.
+//! 4. **Host name and network** — [`namespaces::configure_uts_and_net`]:
+//!    hostname `cubicle`; `lo` up. The network namespace has no other
+//!    interface, so there is no route out; the guest's egress listener on
+//!    `127.0.0.1:3128` is the one way, tunnelled over the protocol to the
+//!    host, which refuses every tunnel until the egress proxy exists.
+//! 5. **Limits** — [`limits::apply_rlimits`]: `RLIMIT_NPROC`, `RLIMIT_DATA`,
+//!    `RLIMIT_NOFILE`, `RLIMIT_FSIZE`, `RLIMIT_CORE` = 0 and optionally
+//!    `RLIMIT_CPU`, soft = hard; inherited by the guest and every command.
+//! 6. **Privileges** — `init::drop_privileges`: `no_new_privs`; PID 1 not
+//!    dumpable; securebits `NOROOT`, `NO_SETUID_FIXUP`,
+//!    `NO_CAP_AMBIENT_RAISE` (locked); the capability bounding set emptied,
+//!    the ambient set cleared, and the effective, permitted and inheritable
+//!    sets emptied.
+//! 7. **Landlock** — [`landlock::restrict`]: read and execute anywhere in
+//!    the new root, write only under `/workspace`, `/tmp`, `/dev/shm`,
+//!    `/dev/pts`, `/dev/null`-like devices and read-write grants. Fails
+//!    closed unless fully enforced (ABI 2, Linux 5.19), except with
+//!    `dangerously_allow_no_landlock`.
+//! 8. **Seccomp** — [`seccomp::install`]: see that module for the list.
+//! 9. **The guest** — `init::pid1` forks once more; the child executes
+//!    `/.cubicle/guest` with an empty environment (the session's
+//!    environment arrives in the protocol's hello). PID 1 points its stdin
+//!    and stdout at `/dev/null`, reaps every process that ends
+//!    (`waitpid(-1)`), and exits with the guest's status when the guest
+//!    ends, whereupon the kernel kills everything left in the namespace.
+//!
+//! Steps 3–8 run in PID 1 itself before it forks the guest, so PID 1 is as
+//! confined as the guest. Any failure prints one line,
+//! `cubicle-jail: <what> — <what to do>`, and exits with status 125;
+//! [`JailComputer::start`] returns that line as [`SandboxError::Start`].
+//!
+//! Stopping the jail (`Computer::stop`) asks the guest to shut down, then
+//! kills the launcher; PID 1 dies with it (parent-death signal) and with it
+//! every process in the PID namespace. Mounts live only in the jail's mount
+//! namespace, so nothing remains on the host but the session cgroup
+//! directories, which `stop` removes.
+//!
+//! [`SandboxError::Start`]: crate::SandboxError::Start
+
+#![cfg(target_os = "linux")]
+
+mod computer;
+pub mod config;
+pub mod escape_suite;
+pub mod init;
+pub mod landlock;
+pub mod limits;
+pub mod mounts;
+pub mod namespaces;
+pub mod probe;
+pub mod seccomp;
+mod sys;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+pub use computer::JailComputer;
+pub use config::{GrantSpec, JailConfig, LaunchSpec, Limits};
+
+use crate::SandboxError;
+
+/// Environment variable naming the launcher explicitly.
+pub const JAIL_INIT_ENV: &str = "CUBICLE_JAIL_INIT";
+
+/// File name of the launcher.
+const JAIL_INIT_NAME: &str = "cubicle-jail-init";
+
+/// Finds the launcher: `$CUBICLE_JAIL_INIT`, else `cubicle-jail-init` beside
+/// the running executable, else in its parent directory (so test binaries in
+/// `target/debug/deps/` find `target/debug/cubicle-jail-init`).
+pub fn locate_jail_init() -> Result<PathBuf, SandboxError> {
+    locate_from(
+        std::env::var_os(JAIL_INIT_ENV),
+        std::env::current_exe().ok(),
+    )
+}
+
+fn locate_from(env: Option<OsString>, exe: Option<PathBuf>) -> Result<PathBuf, SandboxError> {
+    if let Some(path) = env.filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(SandboxError::Start(format!(
+                "cannot find cubicle-jail-init: {JAIL_INIT_ENV} is {}, which is not a file",
+                path.display()
+            )))
+        };
+    }
+    let mut looked = Vec::new();
+    if let Some(dir) = exe.as_deref().and_then(Path::parent) {
+        for candidate in [Some(dir), dir.parent()].into_iter().flatten() {
+            let path = candidate.join(JAIL_INIT_NAME);
+            if path.is_file() {
+                return Ok(path);
+            }
+            looked.push(path.display().to_string());
+        }
+    }
+    Err(SandboxError::Start(format!(
+        "cannot find cubicle-jail-init (looked for {}) — install it beside cubicle or set \
+         {JAIL_INIT_ENV}",
+        if looked.is_empty() {
+            "nothing: the running program's location is unknown".to_owned()
+        } else {
+            looked.join(" and ")
+        }
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn locates_env_then_beside_then_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let deps = dir.path().join("deps");
+        std::fs::create_dir(&deps).unwrap();
+        let exe = deps.join("tests-1");
+        assert!(locate_from(None, Some(exe.clone())).is_err());
+        let parent = dir.path().join(JAIL_INIT_NAME);
+        std::fs::write(&parent, "").unwrap();
+        assert_eq!(locate_from(None, Some(exe.clone())).unwrap(), parent);
+        let beside = deps.join(JAIL_INIT_NAME);
+        std::fs::write(&beside, "").unwrap();
+        assert_eq!(locate_from(None, Some(exe.clone())).unwrap(), beside);
+        let err = locate_from(Some("/no/such".into()), Some(exe))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/no/such, which is not a file"), "{err}");
+    }
+}

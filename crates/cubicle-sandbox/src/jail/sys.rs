@@ -1,0 +1,346 @@
+//! Thin, checked wrappers over the Linux system calls the jail launcher
+//! needs. Every `unsafe` block of the jail lives in this file, so that a
+//! reviewer can audit them in one place; callers get `io::Result`s.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
+
+/// Turns a path or string into a C string, refusing interior NULs.
+pub fn cstr(s: impl AsRef<OsStr>) -> io::Result<CString> {
+    CString::new(s.as_ref().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a path contains a NUL byte and cannot be used",
+        )
+    })
+}
+
+/// Maps a C return value to `io::Result`, reading `errno` on -1.
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// `mount(2)`.
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cstr).transpose()?;
+    let target = cstr(target)?;
+    let fstype = fstype.map(cstr).transpose()?;
+    let data = data.map(cstr).transpose()?;
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is either null (allowed by mount(2) for these
+    // arguments) or points to a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// `umount2(2)`.
+pub fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
+    let target = cstr(target)?;
+    // SAFETY: `target` is a valid NUL-terminated string for the call.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// `pivot_root(2)` (no libc wrapper exists).
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let new_root = cstr(new_root)?;
+    let put_old = cstr(put_old)?;
+    // SAFETY: both arguments are valid NUL-terminated strings for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `unshare(2)`.
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes no pointers. CLONE_FILES and CLONE_VM are never
+    // passed, and the caller is single-threaded, so no other thread can
+    // observe a half-changed state.
+    check(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// `sethostname(2)`.
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes for the call.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+/// `prctl(2)` with integer arguments only.
+pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: the options used by the jail (PDEATHSIG, NO_NEW_PRIVS,
+    // CAPBSET_DROP, CAP_AMBIENT, SET_DUMPABLE, SET_SECUREBITS) take plain
+    // integers, no pointers.
+    check(unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0) })
+}
+
+/// `setrlimit(2)` with the soft and hard limits both set to `value`.
+pub fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: `lim` is a valid rlimit value for the duration of the call.
+    check(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
+}
+
+/// Empties the effective, permitted and inheritable capability sets of the
+/// calling thread (`capset(2)`, version 3).
+pub fn clear_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and data have the kernel's v3 layout (one header, two
+    // 32-bit data words) and live across the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The result of [`fork`].
+pub enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(libc::pid_t),
+    /// In the child.
+    Child,
+}
+
+/// `fork(2)`.
+///
+/// Callers must be single-threaded (the jail launcher is: it runs before any
+/// runtime or thread is started), so the child may run ordinary Rust code
+/// rather than only async-signal-safe functions.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the launcher never starts a thread, so the child is an exact,
+    // consistent copy of the only thread: no lock can be held by a thread
+    // that does not exist in the child.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// How a child ended, from `waitpid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The conventional shell status: the code, or 128 + the signal.
+    pub fn status(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// `waitpid(pid, 0)`, retrying on `EINTR`; `pid` -1 waits for any child.
+/// Returns the pid reaped and how it ended (stops are not requested).
+pub fn waitpid(pid: libc::pid_t) -> io::Result<(libc::pid_t, Exit)> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `status` is a valid out-pointer for the call.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == -1 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        let exit = if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        };
+        return Ok((rc, exit));
+    }
+}
+
+/// `execve(2)` with an explicit (usually empty) environment. Returns only on
+/// failure.
+pub fn execve(program: &Path, argv: &[CString], envp: &[CString]) -> io::Error {
+    let program = match cstr(program) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: `program` is NUL-terminated; both arrays are NULL-terminated
+    // and point to strings that outlive the call (which only returns on
+    // failure).
+    unsafe { libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Points file descriptor `target` at `/dev/null`, so that a process that
+/// only passed a pipe on does not keep it open.
+pub fn redirect_to_null(target: libc::c_int) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: both descriptors are valid; dup2 atomically replaces `target`.
+    check(unsafe { libc::dup2(null.as_raw_fd(), target) }).map(drop)
+}
+
+/// Sets `IFF_UP` on the interface `name` (brings up `lo` in a fresh network
+/// namespace) with `SIOCSIFFLAGS`.
+pub fn interface_up(name: &CStr) -> io::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    // SAFETY: socket takes no pointers.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is a valid value of this plain C struct.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.to_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq with a NUL-terminated name; the ioctls
+    // read and write only that struct.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: reading the flags member the kernel just filled in.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: as above.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
+    Ok(())
+}
+
+/// Current real uid and gid of the process.
+pub fn ids() -> (u32, u32) {
+    // SAFETY: getuid and getgid cannot fail and take no arguments.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// The landlock ABI version the kernel supports: 0 when landlock is absent
+/// or disabled.
+pub fn landlock_abi() -> i64 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with the VERSION flag the kernel reads no attributes: a null
+    // pointer and zero size are what landlock_create_ruleset(2) requires.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if rc < 0 { 0 } else { rc }
+}
+
+/// Exits the process immediately with `code`, without running destructors
+/// or flushing stdio buffers a forked child shares with its parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// The mount flags (`ST_*`) of the file system mounted at `path`.
+pub fn statvfs_flags(path: &Path) -> io::Result<libc::c_ulong> {
+    let path = cstr(path)?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` a valid out-pointer.
+    check(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+    Ok(st.f_flag)
+}
+
+/// Runs `f` in a forked child and returns its result as seen by the
+/// parent: `Ok(())` when `f` succeeded, else the errno it failed with.
+///
+/// Safe to call from a multi-threaded process only because `f` must do
+/// nothing but raw system calls (the child of a multi-threaded `fork` may
+/// only call async-signal-safe functions): used by the feature probes.
+pub fn probe_in_child(f: fn() -> io::Result<()>) -> io::Result<()> {
+    // SAFETY: the child runs only `f` (documented to make raw system calls
+    // only) and `_exit`, both async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            let code = match f() {
+                Ok(()) => 0,
+                Err(e) => e.raw_os_error().unwrap_or(255).clamp(1, 255),
+            };
+            exit_now(code)
+        }
+        pid => match waitpid(pid)?.1 {
+            Exit::Code(0) => Ok(()),
+            Exit::Code(errno) => Err(io::Error::from_raw_os_error(errno)),
+            Exit::Signal(s) => Err(io::Error::other(format!("probe killed by signal {s}"))),
+        },
+    }
+}
+
+/// Whether the calling process may write into `dir` (`access(W_OK)`).
+pub fn writable(dir: &Path) -> bool {
+    let Ok(path) = cstr(dir) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the call.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
+}
