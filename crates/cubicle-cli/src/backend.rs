@@ -1,4 +1,6 @@
-//! Choosing and starting the computer a session runs in.
+//! Choosing and starting the computer a session runs in. `auto` means the
+//! best isolated backend this machine has; Cubicle never falls back to the
+//! unisolated `host` backend on its own.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -6,18 +8,43 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use cubicle_sandbox::host::{HostComputer, HostConfig};
+use cubicle_sandbox::jail::{JailComputer, JailConfig, Limits, locate_jail_init, probe};
 use cubicle_sandbox::locate::GuestProgram;
 use cubicle_sandbox::{Computer, Grant};
 
-/// Backends this build can start.
-pub const BACKENDS: &[&str] = &["host"];
+/// Backends this build can start, best first.
+pub const BACKENDS: &[&str] = &["jail", "host"];
 
-/// Resolves `auto` to the best backend this machine has.
+/// Options that change how a backend starts.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// Run the jail where landlock cannot be enforced.
+    pub dangerously_allow_no_landlock: bool,
+}
+
+/// Resolves a backend name; `auto` becomes the best isolated backend here.
 pub fn resolve(name: &str) -> Result<&'static str> {
     match name {
-        "auto" | "host" => Ok("host"),
+        "jail" => Ok("jail"),
+        "host" => Ok("host"),
+        "auto" => {
+            let features = probe::probe();
+            if probe::jail_usable(&features) {
+                Ok("jail")
+            } else {
+                let missing: Vec<String> = features
+                    .iter()
+                    .filter(|f| f.required && !f.available)
+                    .map(|f| format!("{} ({})", f.name, f.detail))
+                    .collect();
+                bail!(
+                    "no isolated backend is usable on this machine: {} — see `cubicle doctor`; `--backend host` runs without isolation",
+                    missing.join("; ")
+                )
+            }
+        }
         other => bail!(
-            "unknown backend `{other}` — available here: {}",
+            "unknown backend `{other}` — available: auto, {}",
             BACKENDS.join(", ")
         ),
     }
@@ -26,7 +53,7 @@ pub fn resolve(name: &str) -> Result<&'static str> {
 /// The guest program: an installed `cubicle-guest`, else this binary, which
 /// carries the guest too.
 pub fn guest_program() -> Result<GuestProgram> {
-    match cubicle_sandbox::locate::GuestProgram::locate() {
+    match GuestProgram::locate() {
         Ok(g) => Ok(g),
         Err(_) => Ok(GuestProgram {
             path: std::env::current_exe()?,
@@ -35,13 +62,38 @@ pub fn guest_program() -> Result<GuestProgram> {
     }
 }
 
+/// The jail launcher: an installed `cubicle-jail-init`, else this binary.
+fn jail_launcher() -> Result<(PathBuf, Vec<String>)> {
+    match locate_jail_init() {
+        Ok(p) => Ok((p, Vec::new())),
+        Err(_) => Ok((std::env::current_exe()?, vec!["__jail-init".to_owned()])),
+    }
+}
+
 /// Starts a computer.
 pub async fn start(
     backend: &str,
     grants: Vec<Grant>,
     workspace: PathBuf,
+    options: &BackendOptions,
 ) -> Result<Arc<dyn Computer>> {
     match resolve(backend)? {
+        "jail" => {
+            let (launcher, launcher_args) = jail_launcher()?;
+            let computer = JailComputer::start(JailConfig {
+                grants,
+                workspace,
+                guest: guest_program()?,
+                launcher,
+                launcher_args,
+                rootfs: None,
+                limits: Limits::default(),
+                env: BTreeMap::new(),
+                dangerously_allow_no_landlock: options.dangerously_allow_no_landlock,
+            })
+            .await?;
+            Ok(Arc::new(computer))
+        }
         "host" => {
             let computer = HostComputer::start(HostConfig {
                 grants,

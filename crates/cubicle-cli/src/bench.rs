@@ -23,6 +23,7 @@ pub async fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Agent { calls, backend } => agent(calls, &backend).await,
         BenchCommand::Exec { runs, backend } => exec(runs, &backend).await,
+        BenchCommand::Warm { runs, backend } => warm(runs, &backend).await,
     }
 }
 
@@ -36,7 +37,13 @@ async fn agent(calls: u32, backend_name: &str) -> Result<ExitCode> {
     let file = workspace.join("note.txt");
     std::fs::write(&file, "a small file\n".repeat(20))?;
     let path = file.display().to_string();
-    let computer = backend::start(backend_name, Vec::new(), workspace.clone()).await?;
+    let computer = backend::start(
+        backend_name,
+        Vec::new(),
+        workspace.clone(),
+        &backend::BackendOptions::default(),
+    )
+    .await?;
 
     // Peer: the tool called directly, no agent loop.
     let tool = cubicle_tools::read::Read;
@@ -131,39 +138,167 @@ async fn agent(calls: u32, backend_name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cubicle sandbox exec -- true` against `sh -c true`, whole processes.
+/// `cubicle sandbox exec -- true` against bubblewrap and `sh -c true`, as
+/// whole processes in the same run.
 async fn exec(runs: u32, backend_name: &str) -> Result<ExitCode> {
     let me = std::env::current_exe().context("finding this binary")?;
-    let time = |prog: &std::path::Path, args: &[&str]| -> Result<Vec<Duration>> {
-        let mut out = Vec::new();
-        for _ in 0..runs {
-            let t = Instant::now();
-            let status = std::process::Command::new(prog)
-                .args(args)
-                .stdout(std::process::Stdio::null())
-                .status()?;
-            out.push(t.elapsed());
-            if !status.success() {
-                bail!("{} {} failed: {status}", prog.display(), args.join(" "));
-            }
-        }
-        Ok(out)
-    };
-    let cubicle = time(
+    let cubicle = time_runs(
+        runs,
         &me,
         &["sandbox", "exec", "--backend", backend_name, "--", "true"],
     )?;
-    let sh = time(std::path::Path::new("/bin/sh"), &["-c", "true"])?;
+    let sh = time_runs(runs, std::path::Path::new("/bin/sh"), &["-c", "true"])?;
+    let bwrap_args = [
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--unshare-all",
+        "true",
+    ];
+    let bwrap = which("bwrap").map(|b| time_runs(runs, &b, &bwrap_args));
     let (c50, c99) = percentiles(cubicle);
     let (s50, s99) = percentiles(sh);
-    println!("cold command, {runs} runs each (p50 / p99)");
-    println!("  cubicle sandbox exec --backend {backend_name} -- true: {c50:>8.2} / {c99:>8.2} ms");
-    println!("  sh -c true:                                  {s50:>8.2} / {s99:>8.2} ms");
+    println!("cold command, {runs} runs each (p50 / p99 ms)");
+    println!("  cubicle sandbox exec --backend {backend_name} -- true  {c50:>8.2} / {c99:>8.2}");
+    match bwrap {
+        Some(Ok(b)) => {
+            let (b50, b99) = percentiles(b);
+            println!("  bwrap --unshare-all … true                    {b50:>8.2} / {b99:>8.2}");
+            println!(
+                "  ratio cubicle/bwrap (p50)                      {:>8.2}×",
+                c50 / b50.max(1e-9)
+            );
+        }
+        Some(Err(e)) => println!("  bwrap failed: {e}"),
+        None => println!("  bwrap: not installed (apt-get install bubblewrap) — no peer"),
+    }
+    println!("  sh -c true                                    {s50:>8.2} / {s99:>8.2}");
     println!(
-        "  ratio (p50):                                 {:>8.1}×",
+        "  ratio cubicle/sh (p50)                         {:>8.1}×",
         c50 / s50.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warm round trips in one live cubicle, and its idle memory.
+async fn warm(runs: u32, backend_name: &str) -> Result<ExitCode> {
+    let dir = scratch("bench-warm")?;
+    let computer = backend::start(
+        backend_name,
+        Vec::new(),
+        dir.join("workspace"),
+        &backend::BackendOptions::default(),
+    )
+    .await?;
+    for _ in 0..20 {
+        computer
+            .exec(cubicle_protocol::guest::ExecRequest::argv(["true"]), None)
+            .await?;
+    }
+    let mut times = Vec::with_capacity(runs as usize);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = computer
+            .exec(cubicle_protocol::guest::ExecRequest::argv(["true"]), None)
+            .await?;
+        times.push(t.elapsed());
+        if !out.result.success() {
+            bail!("`true` failed in the cubicle");
+        }
+    }
+    let mut pings = Vec::with_capacity(runs as usize);
+    for _ in 0..runs {
+        pings.push(computer.guest().ping().await?);
+    }
+    // Local peer: the same program started directly.
+    let direct = time_runs(runs, std::path::Path::new("/bin/true"), &[])?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss = computer.host_pid().map(tree_rss_kib).unwrap_or_default();
+    computer.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (e50, e99) = percentiles(times);
+    let (p50, p99) = percentiles(pings);
+    let (d50, d99) = percentiles(direct);
+    println!("warm round trips in one live `{backend_name}` cubicle, {runs} each (p50 / p99 ms)");
+    println!("  exec `true` through the guest   {e50:>8.3} / {e99:>8.3}");
+    println!("  protocol ping                   {p50:>8.3} / {p99:>8.3}");
+    println!("  /bin/true spawned directly      {d50:>8.3} / {d99:>8.3}");
+    println!(
+        "  ratio exec/direct (p50)         {:>8.2}×",
+        e50 / d50.max(1e-9)
+    );
+    if rss > 0 {
+        println!(
+            "  idle cubicle RSS (all its processes): {:.1} MiB",
+            rss as f64 / 1024.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn time_runs(runs: u32, prog: &std::path::Path, args: &[&str]) -> Result<Vec<Duration>> {
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let status = std::process::Command::new(prog)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        out.push(t.elapsed());
+        if !status.success() {
+            bail!("{} {} failed: {status}", prog.display(), args.join(" "));
+        }
+    }
+    Ok(out)
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Resident memory of a process and all its descendants, KiB.
+fn tree_rss_kib(root: u32) -> u64 {
+    let mut parents = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree.iter()
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {

@@ -35,9 +35,15 @@ pub enum Command {
     /// Measure Cubicle against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check this machine: kernel features each backend needs, and with
+    /// --escape-suite, a live attack scorecard against a backend.
+    Doctor(DoctorArgs),
     /// Serve the guest protocol on stdin/stdout (used inside cubicles).
     #[command(hide = true, name = "__guest")]
     Guest,
+    /// Build a jail around the guest (used by the jail backend).
+    #[command(hide = true, name = "__jail-init")]
+    JailInit,
 }
 
 /// Options shared by everything that starts a session.
@@ -58,9 +64,14 @@ pub struct SessionOpts {
     /// Transcript whose model side to play back (with --provider replay).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
-    /// Where commands run: host (no isolation).
+    /// Where commands run: auto (the best isolated backend here), jail, or
+    /// host (no isolation).
     #[arg(long, default_value = "auto")]
     pub backend: String,
+    /// Run the jail even where the kernel cannot enforce landlock (the
+    /// mount namespace still confines it; landlock is the second wall).
+    #[arg(long)]
+    pub dangerously_allow_no_landlock: bool,
     /// Never ask the person anything; questions and approvals fail with a message.
     #[arg(long)]
     pub no_input: bool,
@@ -152,9 +163,12 @@ pub enum SandboxCommand {
 /// `cubicle sandbox exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Where it runs: host (no isolation).
+    /// Where it runs: auto, jail, or host (no isolation).
     #[arg(long, default_value = "auto")]
     pub backend: String,
+    /// Run the jail even where the kernel cannot enforce landlock.
+    #[arg(long)]
+    pub dangerously_allow_no_landlock: bool,
     /// A folder the command may see: DIR, DIR:ro or DIR:rw. Repeatable.
     #[arg(short, long = "grant", value_name = "DIR[:ro|:rw]")]
     pub grants: Vec<String>,
@@ -182,13 +196,33 @@ pub enum BenchCommand {
         #[arg(long, default_value = "host")]
         backend: String,
     },
+    /// A live cubicle: warm command round trips (p50/p99) and idle memory.
+    Warm {
+        /// Round trips.
+        #[arg(long, default_value_t = 1000)]
+        runs: u32,
+        /// Backend.
+        #[arg(long, default_value = "jail")]
+        backend: String,
+    },
     /// `cubicle sandbox exec -- true` against `sh -c true`, as whole processes.
     Exec {
         /// Runs of each.
         #[arg(long, default_value_t = 50)]
         runs: u32,
         /// Backend.
-        #[arg(long, default_value = "host")]
+        #[arg(long, default_value = "jail")]
         backend: String,
     },
+}
+
+/// `cubicle doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Run the escape suite against a live cubicle and print a scorecard.
+    #[arg(long)]
+    pub escape_suite: bool,
+    /// Backend to attack with --escape-suite.
+    #[arg(long, default_value = "jail")]
+    pub backend: String,
 }

@@ -82,7 +82,13 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
             Ok(grant)
         })
         .collect::<Result<Vec<_>>>()?;
-    let computer = backend::start(&header.backend, grants, header.workspace.clone().into()).await?;
+    let computer = backend::start(
+        &header.backend,
+        grants,
+        header.workspace.clone().into(),
+        &backend::BackendOptions::default(),
+    )
+    .await?;
     let writer = Arc::new(TranscriptWriter::append_to(&path, transcript.last_seq())?);
     writer.append(
         None,
@@ -163,7 +169,10 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     let store = store()?;
     let id = Store::new_session_id();
     let workspace = store.workspace_path(&id);
-    let computer = backend::start(backend_name, grants, workspace).await?;
+    let options = backend::BackendOptions {
+        dangerously_allow_no_landlock: opts.dangerously_allow_no_landlock,
+    };
+    let computer = backend::start(backend_name, grants, workspace, &options).await?;
     let info = computer.info().clone();
     let header = Header {
         format: TRANSCRIPT_FORMAT.into(),

@@ -5,6 +5,7 @@ mod backend;
 mod bench;
 mod cli;
 mod config;
+mod doctor;
 mod drive;
 mod interact;
 mod render;
@@ -19,8 +20,13 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     // The guest entry must run before any runtime or thread of ours exists.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "__guest") {
-        return cubicle_guest::run_stdio();
+    // Entries that must run before any runtime or thread of ours exists:
+    // the guest, and the jail launcher (a user namespace can only be made by
+    // a single-threaded process).
+    match std::env::args_os().nth(1) {
+        Some(a) if a == "__guest" => return cubicle_guest::run_stdio(),
+        Some(a) if a == "__jail-init" => jail_init(),
+        _ => {}
     }
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -54,9 +60,27 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sessions(cmd) => sessions_cmd::run(cmd),
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Doctor(args) => doctor::run(args).await,
         // Handled in `main` before the runtime starts.
-        Command::Guest => Ok(ExitCode::SUCCESS),
+        Command::Guest | Command::JailInit => Ok(ExitCode::SUCCESS),
     }
+}
+
+#[cfg(target_os = "linux")]
+fn jail_init() -> ! {
+    match cubicle_sandbox::jail::config::LaunchSpec::from_args(std::env::args_os().skip(1)) {
+        Ok(spec) => cubicle_sandbox::jail::init::main(spec),
+        Err(e) => {
+            eprintln!("cubicle-jail: {e}");
+            std::process::exit(2)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn jail_init() -> ! {
+    eprintln!("cubicle-jail: the jail backend exists only on Linux");
+    std::process::exit(2)
 }
 
 fn init_logging(verbose: u8) {

@@ -23,7 +23,16 @@ pub async fn run(cmd: SandboxCommand) -> Result<ExitCode> {
 async fn exec(args: ExecArgs) -> Result<ExitCode> {
     let grants = backend::parse_grants(&args.grants)?;
     let scratch = tempfile_dir()?;
-    let computer = backend::start(&args.backend, grants, scratch.clone()).await?;
+    let options = backend::BackendOptions {
+        dangerously_allow_no_landlock: args.dangerously_allow_no_landlock,
+    };
+    let computer = match backend::start(&args.backend, grants, scratch.clone(), &options).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+    };
     let mut req = ExecRequest::argv(args.command.clone());
     req.cwd = args.cwd.clone();
     req.timeout_ms = args

@@ -101,6 +101,12 @@ pub trait Computer: Send + Sync {
     /// The connection to the guest.
     fn guest(&self) -> &GuestClient;
 
+    /// Host process id of the computer's outermost process (the guest, the
+    /// jail launcher, the VM monitor), for measuring and diagnostics.
+    fn host_pid(&self) -> Option<u32> {
+        None
+    }
+
     /// Stops the computer: kills every command, ends the guest, and frees the
     /// backend's resources. Idempotent.
     async fn stop(&self) -> Result<(), SandboxError>;

@@ -193,6 +193,10 @@ impl Computer for HostComputer {
         &self.client
     }
 
+    fn host_pid(&self) -> Option<u32> {
+        self.guest_pid()
+    }
+
     async fn stop(&self) -> Result<(), SandboxError> {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return Ok(());

@@ -151,7 +151,8 @@ impl JailComputer {
         };
 
         let mut cmd = tokio::process::Command::new(&config.launcher);
-        cmd.arg(spec_json)
+        cmd.args(&config.launcher_args)
+            .arg(spec_json)
             .env_clear()
             .current_dir("/")
             .stdin(Stdio::piped())
@@ -259,6 +260,10 @@ impl Computer for JailComputer {
 
     fn guest(&self) -> &GuestClient {
         &self.client
+    }
+
+    fn host_pid(&self) -> Option<u32> {
+        self.launcher_pid()
     }
 
     async fn stop(&self) -> Result<(), SandboxError> {

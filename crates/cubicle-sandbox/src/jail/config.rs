@@ -21,6 +21,9 @@ pub struct JailConfig {
     pub guest: GuestProgram,
     /// The `cubicle-jail-init` launcher (see [`super::locate_jail_init`]).
     pub launcher: PathBuf,
+    /// Arguments before the launch spec (`["__jail-init"]` when the launcher
+    /// is the `cubicle` binary itself).
+    pub launcher_args: Vec<String>,
     /// Root file system of a built cubicle image; `None` uses read-only
     /// binds of the host's system directories.
     pub rootfs: Option<PathBuf>,

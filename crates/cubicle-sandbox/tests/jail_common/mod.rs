@@ -69,6 +69,7 @@ pub fn config(workspace: &Path, grants: Vec<Grant>) -> JailConfig {
         workspace: workspace.to_path_buf(),
         guest: guest(),
         launcher: launcher(),
+        launcher_args: vec![],
         rootfs: None,
         limits: test_limits(),
         env: Default::default(),
