@@ -576,3 +576,33 @@ fn doctor_lists_kernel_features() {
         eprintln!("skipping the usable-jail assertions: this kernel lacks a jail feature");
     }
 }
+
+#[test]
+fn the_readme_example_replays_into_a_real_report() {
+    let env = Env::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/expenses");
+    let (out, stdout, stderr) = run(env
+        .cmd()
+        .args(["run", "--provider", "replay", "--replay"])
+        .arg(root.join("reference.jsonl"))
+        .arg("--grant")
+        .arg(root.join("receipts"))
+        .arg("Turn the receipts into an expense report"));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let ids = env.sessions();
+    let report = env.workspace(&ids[0]).join("report");
+    assert_eq!(
+        // Python's csv module writes RFC 4180 line ends.
+        std::fs::read_to_string(report.join("totals.csv"))
+            .unwrap()
+            .replace("\r\n", "\n"),
+        "category,total_eur\nlodging,410.40\nmeals,82.00\noffice,32.05\nsoftware,24.00\ntravel,247.80\nTOTAL,796.25\n"
+    );
+    let expenses = std::fs::read_to_string(report.join("expenses.csv")).unwrap();
+    assert_eq!(expenses.lines().count(), 14, "{expenses}");
+    assert!(
+        std::fs::read_to_string(report.join("summary.md"))
+            .unwrap()
+            .contains("796.25 EUR")
+    );
+}
