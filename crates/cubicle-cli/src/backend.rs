@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
+use cubicle_sandbox::guest_client::EgressConnector;
 use cubicle_sandbox::host::{HostComputer, HostConfig};
 use cubicle_sandbox::jail::{JailComputer, JailConfig, Limits, locate_jail_init, probe};
 use cubicle_sandbox::locate::GuestProgram;
@@ -16,10 +17,14 @@ use cubicle_sandbox::{Computer, Grant};
 pub const BACKENDS: &[&str] = &["jail", "host"];
 
 /// Options that change how a backend starts.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct BackendOptions {
     /// Run the jail where landlock cannot be enforced.
     pub dangerously_allow_no_landlock: bool,
+    /// Where the cubicle's proxy connections go; `None` refuses them.
+    pub egress: Option<Arc<dyn EgressConnector>>,
+    /// Variables added to every command's environment.
+    pub env: BTreeMap<String, String>,
 }
 
 /// Resolves a backend name; `auto` becomes the best isolated backend here.
@@ -88,8 +93,9 @@ pub async fn start(
                 launcher_args,
                 rootfs: None,
                 limits: Limits::default(),
-                env: BTreeMap::new(),
+                env: options.env.clone(),
                 dangerously_allow_no_landlock: options.dangerously_allow_no_landlock,
+                egress: options.egress.clone(),
             })
             .await?;
             Ok(Arc::new(computer))
@@ -99,7 +105,7 @@ pub async fn start(
                 grants,
                 workspace,
                 guest: guest_program()?,
-                env: BTreeMap::new(),
+                env: options.env.clone(),
                 egress: None,
                 egress_listen: None,
             })

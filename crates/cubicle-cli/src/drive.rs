@@ -171,6 +171,7 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     let workspace = store.workspace_path(&id);
     let options = backend::BackendOptions {
         dangerously_allow_no_landlock: opts.dangerously_allow_no_landlock,
+        ..Default::default()
     };
     let computer = backend::start(backend_name, grants, workspace, &options).await?;
     let info = computer.info().clone();

@@ -25,6 +25,7 @@ async fn exec(args: ExecArgs) -> Result<ExitCode> {
     let scratch = tempfile_dir()?;
     let options = backend::BackendOptions {
         dangerously_allow_no_landlock: args.dangerously_allow_no_landlock,
+        ..Default::default()
     };
     let computer = match backend::start(&args.backend, grants, scratch.clone(), &options).await {
         Ok(c) => c,

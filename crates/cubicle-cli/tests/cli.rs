@@ -606,3 +606,50 @@ fn the_readme_example_replays_into_a_real_report() {
             .contains("796.25 EUR")
     );
 }
+
+#[test]
+fn ctrl_c_interrupts_the_turn_and_loses_nothing() {
+    let env = Env::new();
+    let api = FakeApi::start(vec![
+        Reply::Message(vec![tool(
+            "toolu_s",
+            "bash",
+            json!({"command": "echo started > started.txt; sleep 120"}),
+        )]),
+        Reply::Hang,
+    ]);
+    let mut child = env
+        .with_api(&api)
+        .args(["run", "Long job", "--no-input"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut workspace = None;
+    for _ in 0..400 {
+        if let Some(id) = env.sessions().first() {
+            let ws = env.workspace(id);
+            if ws.join("started.txt").exists() {
+                workspace = Some(ws);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(workspace.is_some(), "the command never started");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupting"), "{stderr}");
+    let id = env.sessions()[0].clone();
+    let (_, shown, _) = run(env.cmd().args(["sessions", "show", &id]));
+    assert!(shown.contains("interrupted"), "{shown}");
+    assert!(shown.contains("▸ bash echo started"), "{shown}");
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

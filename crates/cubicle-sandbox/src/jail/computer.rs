@@ -188,7 +188,7 @@ impl JailComputer {
         let setup_error = Arc::new(Mutex::new(None::<String>));
         tokio::spawn(forward_stderr(stderr, setup_error.clone()));
 
-        let client = match GuestClient::connect(stdout, stdin, guest_config, None).await {
+        let client = match GuestClient::connect(stdout, stdin, guest_config, config.egress.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 // The launcher most likely failed and said why on stderr:

@@ -4,14 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::guest_client::EgressConnector;
 use crate::grants::Grant;
 use crate::locate::GuestProgram;
 
 /// Settings of a `jail` computer.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JailConfig {
     /// Host folders visible at `/mnt/<name>`.
     pub grants: Vec<Grant>,
@@ -35,6 +37,24 @@ pub struct JailConfig {
     /// Run even where landlock cannot be enforced. Mount namespaces still
     /// confine the jail; landlock is the second wall.
     pub dangerously_allow_no_landlock: bool,
+    /// Where connections to the in-cubicle proxy port go (the host's egress
+    /// proxy); `None` refuses them all.
+    pub egress: Option<Arc<dyn EgressConnector>>,
+}
+
+impl std::fmt::Debug for JailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JailConfig")
+            .field("grants", &self.grants)
+            .field("workspace", &self.workspace)
+            .field("guest", &self.guest)
+            .field("launcher", &self.launcher)
+            .field("rootfs", &self.rootfs)
+            .field("limits", &self.limits)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("egress", &self.egress.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Resource limits of one jail.

@@ -74,6 +74,7 @@ pub fn config(workspace: &Path, grants: Vec<Grant>) -> JailConfig {
         limits: test_limits(),
         env: Default::default(),
         dangerously_allow_no_landlock: false,
+        egress: None,
     }
 }
 
