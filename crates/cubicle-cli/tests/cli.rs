@@ -618,7 +618,7 @@ fn ctrl_c_interrupts_the_turn_and_loses_nothing() {
         )]),
         Reply::Hang,
     ]);
-    let mut child = env
+    let child = env
         .with_api(&api)
         .args(["run", "Long job", "--no-input"])
         .stdout(Stdio::piped())
