@@ -1,0 +1,574 @@
+//! The proxy itself: one [`EgressProxy`] per session, serving client
+//! connections that arrive over TCP ([`EgressProxy::listen`]) or as any byte
+//! stream ([`EgressProxy::serve_stream`], [`EgressProxy::open_stream`] for the
+//! guest's tunnels). Each connection is one tokio task: its first request head
+//! is read and checked here, then hyper serves it; a CONNECT becomes a byte
+//! tunnel (or, for a credential domain, an intercepted TLS session) and an
+//! absolute-form request is forwarded. Connections past the limit get 503 at
+//! once. Cancelling the proxy's token closes everything.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::address::AddressRules;
+use crate::config::{CredentialRule, EgressConfig, Limits};
+use crate::domain::{DomainPattern, DomainRules, Host};
+use crate::error::{ConfigError, ListenError};
+use crate::event::{EgressEvent, EventSink, PendingEvent};
+use crate::head::{HeadError, Prefixed, read_head};
+use crate::intercept::{Credential, Interceptor};
+use crate::refusal::Refusal;
+use crate::resolver::{Resolver, SystemResolver};
+use crate::secrets::{EnvSecrets, SecretStore};
+use crate::tunnel::{Meter, Metered, idle_expired, pipe};
+
+/// Boxed error of proxied bodies.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the proxy gives.
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// hyper refuses a read buffer smaller than this.
+const HYPER_MIN_BUF: usize = 8192;
+/// Buffer of each in-memory stream from [`EgressProxy::open_stream`].
+const DUPLEX_BUF: usize = 1024 * 1024;
+/// How long in-flight requests get to finish on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection over the limit gets to send its head before we give up on it.
+const BUSY_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// State shared by every connection of one proxy.
+pub(crate) struct Inner {
+    pub(crate) session: String,
+    pub(crate) domains: DomainRules,
+    pub(crate) addresses: AddressRules,
+    pub(crate) credentials: Vec<(DomainPattern, CredentialRule, http::HeaderName)>,
+    pub(crate) limits: Limits,
+    pub(crate) interceptor: Option<Interceptor>,
+    pub(crate) resolver: Arc<dyn Resolver>,
+    pub(crate) secrets: Arc<dyn SecretStore>,
+    pub(crate) events: EventSink,
+    pub(crate) permits: Arc<Semaphore>,
+    busy: AtomicUsize,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// A host-side HTTP proxy enforcing one session's egress rules.
+#[derive(Clone)]
+pub struct EgressProxy {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EgressProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressProxy")
+            .field("session", &self.inner.session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`EgressProxy`].
+pub struct EgressProxyBuilder {
+    session: String,
+    config: EgressConfig,
+    resolver: Arc<dyn Resolver>,
+    secrets: Arc<dyn SecretStore>,
+    events: Option<mpsc::UnboundedSender<EgressEvent>>,
+    cancel: CancellationToken,
+}
+
+impl EgressProxyBuilder {
+    /// Resolves names with `resolver` instead of the system's.
+    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Reads credential secrets from `secrets` (default: the host environment only).
+    pub fn secrets(mut self, secrets: Arc<dyn SecretStore>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// Sends one [`EgressEvent`] per request to `tx`.
+    pub fn events(mut self, tx: mpsc::UnboundedSender<EgressEvent>) -> Self {
+        self.events = Some(tx);
+        self
+    }
+
+    /// Shuts the proxy down when `token` is cancelled (default: a fresh token).
+    pub fn cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// Compiles the rules and returns the proxy.
+    pub fn build(self) -> Result<EgressProxy, ConfigError> {
+        let config = self.config;
+        if config.limits.max_connections == 0 {
+            return Err(ConfigError::ZeroLimit("max_connections"));
+        }
+        if config.limits.max_request_header_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("max_request_header_bytes"));
+        }
+        let credentials = config
+            .credentials
+            .iter()
+            .map(|c| {
+                let name = http::HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
+                    ConfigError::BadCredentialHeader {
+                        header: c.header.clone(),
+                        domain: c.domain.clone(),
+                    }
+                })?;
+                Ok((DomainPattern::parse(&c.domain)?, c.clone(), name))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let interceptor = match (&config.ca, credentials.is_empty()) {
+            (Some(ca), _) => Some(Interceptor::new(ca.clone(), &config.upstream_tls)?),
+            (None, true) => None,
+            (None, false) => return Err(ConfigError::CredentialsNeedCa),
+        };
+        let inner = Inner {
+            session: self.session,
+            domains: DomainRules::new(&config.allow, &config.deny)?,
+            addresses: AddressRules::new(&config.allow_addresses)?,
+            credentials,
+            permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            limits: config.limits,
+            interceptor,
+            resolver: self.resolver,
+            secrets: self.secrets,
+            events: EventSink::new(self.events),
+            busy: AtomicUsize::new(0),
+            cancel: self.cancel,
+            tracker: TaskTracker::new(),
+        };
+        Ok(EgressProxy {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+impl EgressProxy {
+    /// A builder for a proxy serving `session` under `config`.
+    pub fn builder(session: impl Into<String>, config: EgressConfig) -> EgressProxyBuilder {
+        EgressProxyBuilder {
+            session: session.into(),
+            config,
+            resolver: Arc::new(SystemResolver),
+            secrets: Arc::new(EnvSecrets),
+            events: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// The session label on this proxy's events.
+    pub fn session(&self) -> &str {
+        &self.inner.session
+    }
+
+    /// The interception CA certificate (PEM) for the cubicle's trust store, if any.
+    pub fn ca_cert_pem(&self) -> Option<&str> {
+        self.inner.interceptor.as_ref().map(|i| i.ca_cert_pem())
+    }
+
+    /// The token that shuts this proxy down.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.inner.cancel.clone()
+    }
+
+    /// Client connections being served now.
+    pub fn active_connections(&self) -> usize {
+        self.inner.limits.max_connections - self.inner.permits.available_permits()
+    }
+
+    /// Serves one client connection given as any byte stream, on its own task.
+    pub fn serve_stream<S>(&self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let inner = self.inner.clone();
+        if inner.cancel.is_cancelled() {
+            return;
+        }
+        match inner.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let tracker = inner.tracker.clone();
+                tracker.spawn(serve_connection(inner, stream, permit));
+            }
+            Err(_) => {
+                // Over the limit: answer 503 rather than queue, but bound how
+                // many such answers are in flight so a flood costs nothing.
+                if inner.busy.fetch_add(1, Ordering::AcqRel) >= inner.limits.max_connections {
+                    inner.busy.fetch_sub(1, Ordering::AcqRel);
+                    return;
+                }
+                let tracker = inner.tracker.clone();
+                tracker.spawn(async move {
+                    refuse_busy(&inner, stream).await;
+                    inner.busy.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        }
+    }
+
+    /// A new in-memory connection to this proxy: the returned end is the
+    /// client's, the other end is being served. This is what the sandbox's
+    /// egress connector hands to each guest tunnel.
+    pub fn open_stream(&self) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(DUPLEX_BUF);
+        self.serve_stream(server);
+        client
+    }
+
+    /// Accepts TCP connections on a loopback address until shutdown; returns
+    /// the bound address (pass port 0 for any free port).
+    pub async fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, ListenError> {
+        if !addr.ip().is_loopback() {
+            return Err(ListenError::NotLoopback(addr));
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ListenError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ListenError::Bind { addr, source })?;
+        let proxy = self.clone();
+        let cancel = self.inner.cancel.clone();
+        self.inner.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            proxy.serve_stream(stream);
+                        }
+                        Err(e) => {
+                            // Out of file descriptors, say: back off instead of spinning.
+                            tracing::warn!(error = %e, "egress proxy accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                }
+            }
+        });
+        Ok(local)
+    }
+
+    /// Stops accepting, closes every connection, and waits (briefly) for their tasks.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tracker.close();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, self.inner.tracker.wait()).await;
+    }
+}
+
+/// A base event for a request to `host:port`.
+pub(crate) fn base_event(inner: &Inner, host: &str, port: u16, method: &str) -> EgressEvent {
+    EgressEvent {
+        session: inner.session.clone(),
+        host: host.to_owned(),
+        port,
+        method: method.to_owned(),
+        allowed: false,
+        reason: String::new(),
+        rule: None,
+        status: None,
+        address: None,
+        intercepted: false,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration: Duration::ZERO,
+    }
+}
+
+/// Records a refusal and returns the response for it.
+pub(crate) fn refuse(
+    inner: &Inner,
+    mut event: EgressEvent,
+    started: Instant,
+    refusal: &Refusal,
+) -> Response<ProxyBody> {
+    event.allowed = false;
+    event.reason = refusal.to_string();
+    event.rule = refusal.rule();
+    event.status = Some(refusal.status().as_u16());
+    event.duration = started.elapsed();
+    inner.events.emit(event);
+    refusal.response()
+}
+
+/// Host and port of a request target, as far as they can be told, for events.
+fn target_of(method: &str, target: &str) -> (String, u16) {
+    let default_port = if method == "CONNECT" { 443 } else { 80 };
+    match target.parse::<http::Uri>() {
+        Ok(uri) => match uri.authority() {
+            Some(a) => (a.host().to_owned(), a.port_u16().unwrap_or(default_port)),
+            None => (String::new(), 0),
+        },
+        Err(_) => (String::new(), 0),
+    }
+}
+
+async fn write_refusal<S: AsyncWrite + Unpin>(stream: &mut S, refusal: &Refusal) {
+    let _ = stream.write_all(&refusal.raw_response()).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn refuse_busy<S>(inner: &Inner, mut stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let limit = inner.limits.max_connections;
+    let refusal = Refusal::Busy { limit };
+    let head = tokio::time::timeout(
+        BUSY_HEAD_TIMEOUT.min(inner.limits.header_timeout),
+        read_head(&mut stream, inner.limits.max_request_header_bytes),
+    )
+    .await;
+    let (host, port, method) = match &head {
+        Ok(Ok(h)) => {
+            let (host, port) = target_of(&h.method, &h.target);
+            (host, port, h.method.clone())
+        }
+        _ => (String::new(), 0, String::new()),
+    };
+    refuse(
+        inner,
+        base_event(inner, &host, port, &method),
+        started,
+        &refusal,
+    );
+    write_refusal(&mut stream, &refusal).await;
+}
+
+async fn serve_connection<S>(inner: Arc<Inner>, stream: S, permit: OwnedSemaphorePermit)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let permit = Arc::new(permit);
+    let started = Instant::now();
+    let meter = Meter::new();
+    let mut stream = Metered::new(stream, meter.clone());
+    let limits = &inner.limits;
+    let head = tokio::select! {
+        r = tokio::time::timeout(limits.header_timeout, read_head(&mut stream, limits.max_request_header_bytes)) => r,
+        () = inner.cancel.cancelled() => return,
+    };
+    let head = match head {
+        Ok(Ok(head)) => head,
+        Ok(Err(HeadError::Closed)) | Err(_) => return,
+        Ok(Err(HeadError::Io(e))) => {
+            tracing::debug!(error = %e, "egress client read failed");
+            return;
+        }
+        Ok(Err(HeadError::TooLarge)) => {
+            let refusal = Refusal::HeadersTooLarge {
+                limit: limits.max_request_header_bytes,
+            };
+            refuse(&inner, base_event(&inner, "", 0, ""), started, &refusal);
+            write_refusal(&mut stream, &refusal).await;
+            return;
+        }
+        Ok(Err(HeadError::Malformed(why))) => {
+            let refusal = Refusal::BadRequest(why);
+            refuse(&inner, base_event(&inner, "", 0, ""), started, &refusal);
+            write_refusal(&mut stream, &refusal).await;
+            return;
+        }
+    };
+    let io = TokioIo::new(Prefixed::new(head.bytes, stream));
+    let service_inner = inner.clone();
+    let service = service_fn(move |req| {
+        let inner = service_inner.clone();
+        let permit = permit.clone();
+        async move { Ok::<_, Infallible>(handle(inner, req, permit).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_request_header_bytes.max(HYPER_MIN_BUF))
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "egress client connection ended with an error");
+            }
+        }
+        () = idle_expired(&meter, limits.idle_timeout) => {}
+        () = inner.cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+        }
+    }
+}
+
+/// One request on a client connection.
+async fn handle(
+    inner: Arc<Inner>,
+    req: Request<Incoming>,
+    permit: Arc<OwnedSemaphorePermit>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    if inner.cancel.is_cancelled() {
+        let event = base_event(&inner, "", 0, req.method().as_str());
+        return refuse(&inner, event, started, &Refusal::ShuttingDown);
+    }
+    if req.method() == Method::CONNECT {
+        handle_connect(inner, req, permit, started).await
+    } else {
+        crate::forward::forward(&inner, req, started).await
+    }
+}
+
+async fn handle_connect(
+    inner: Arc<Inner>,
+    mut req: Request<Incoming>,
+    permit: Arc<OwnedSemaphorePermit>,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        let event = base_event(&inner, "", 0, "CONNECT");
+        let refusal = Refusal::BadRequest("CONNECT needs a target of the form host:port".into());
+        return refuse(&inner, event, started, &refusal);
+    };
+    let port = authority.port_u16().unwrap_or(443);
+    let mut event = base_event(&inner, authority.host(), port, "CONNECT");
+    let host = match Host::parse(authority.host()) {
+        Ok(h) => h,
+        Err(e) => return refuse(&inner, event, started, &Refusal::BadRequest(e.to_string())),
+    };
+    event.host = host.to_string();
+    let rule = match inner.decide(&host) {
+        Ok(rule) => rule,
+        Err(refusal) => return refuse(&inner, event, started, &refusal),
+    };
+    let (tcp, addr) = match inner.open(&host, port).await {
+        Ok(c) => c,
+        Err(refusal) => return refuse(&inner, event, started, &refusal),
+    };
+    event.allowed = true;
+    event.rule = rule.clone();
+    event.address = Some(addr);
+    event.status = Some(StatusCode::OK.as_u16());
+    event.reason = match &rule {
+        Some(r) => format!("allowed by rule {r}"),
+        None => "allowed".to_owned(),
+    };
+
+    let credential = match inner.credential_for(&host).await {
+        Ok(c) => c,
+        Err(refusal) => return refuse(&inner, event, started, &refusal),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task_inner = inner.clone();
+    match credential {
+        Some(credential) => {
+            let Some(interceptor) = inner.interceptor.as_ref() else {
+                // build() refuses credentials without a CA, so this cannot happen.
+                let refusal = Refusal::Credential {
+                    host,
+                    why: "no certificate authority is configured".into(),
+                };
+                return refuse(&inner, event, started, &refusal);
+            };
+            let upstream = match interceptor.connect_upstream(&inner, &host, tcp).await {
+                Ok(s) => s,
+                Err(refusal) => return refuse(&inner, event, started, &refusal),
+            };
+            event.intercepted = true;
+            event.reason = format!(
+                "{}; TLS intercepted to add {}",
+                event.reason,
+                credential.describe()
+            );
+            let pending = PendingEvent::new(inner.events.clone(), event, started);
+            inner.tracker.spawn(async move {
+                let _permit = permit;
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        crate::intercept::serve(
+                            task_inner, credential, host, port, upgraded, upstream, pending,
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+        }
+        None => {
+            let pending = PendingEvent::new(inner.events.clone(), event, started);
+            inner.tracker.spawn(async move {
+                let _permit = permit;
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let mut client = TokioIo::new(upgraded);
+                        let meter = Meter::new();
+                        let mut upstream = Metered::new(tcp, meter.clone());
+                        pipe(
+                            &mut client,
+                            &mut upstream,
+                            task_inner.limits.idle_timeout,
+                            &task_inner.cancel,
+                        )
+                        .await;
+                        pending.add_up(meter.written());
+                        pending.add_down(meter.read());
+                    }
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+        }
+    }
+    Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync())
+}
+
+impl Inner {
+    /// The credential to add for `host`, with its secret read now (on a
+    /// blocking thread: keyrings may block), or `None` if no rule names it.
+    async fn credential_for(&self, host: &Host) -> Result<Option<Credential>, Refusal> {
+        let Some((_, rule, header)) = self.credentials.iter().find(|(p, _, _)| p.matches(host))
+        else {
+            return Ok(None);
+        };
+        let secrets = self.secrets.clone();
+        let reference = rule.secret.clone();
+        let got = tokio::task::spawn_blocking(move || secrets.get(&reference))
+            .await
+            .map_err(|e| Refusal::Credential {
+                host: host.clone(),
+                why: format!("the secret store failed: {e}"),
+            })?;
+        let secret = got.map_err(|e| Refusal::Credential {
+            host: host.clone(),
+            why: e.to_string(),
+        })?;
+        Credential::new(rule, header.clone(), &secret)
+            .map(Some)
+            .map_err(|why| Refusal::Credential {
+                host: host.clone(),
+                why,
+            })
+    }
+}
