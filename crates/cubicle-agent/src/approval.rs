@@ -18,7 +18,18 @@ pub(crate) async fn check(
     input: &Value,
     summary: &str,
 ) -> Result<(), ToolOutput> {
-    let decide = |allowed: bool, reason: String| {
+    let decide_as = |allowed: bool, asked: bool, reason: String| {
+        shared.audit(cubicle_audit::RecordKind::ToolCall {
+            tool: tool.to_owned(),
+            summary: summary.to_owned(),
+            decision: match (asked, allowed) {
+                (true, _) => cubicle_audit::ToolDecision::Asked,
+                (false, true) => cubicle_audit::ToolDecision::Allowed,
+                (false, false) => cubicle_audit::ToolDecision::Denied,
+            },
+            reason: reason.clone(),
+            rule: None,
+        });
         shared.record(
             agent,
             Record::Decision {
@@ -29,6 +40,7 @@ pub(crate) async fn check(
             },
         );
     };
+    let decide = |allowed: bool, reason: String| decide_as(allowed, false, reason);
     match shared.gate.check(tool, input) {
         GateDecision::Allow { reason } => {
             decide(true, reason);
@@ -81,9 +93,18 @@ pub(crate) async fn check(
                     decision,
                 },
             );
+            shared.audit(cubicle_audit::RecordKind::Approval {
+                tool: tool.to_owned(),
+                decision: match decision {
+                    ApprovalDecision::AllowOnce => cubicle_audit::ApprovalChoice::AllowOnce,
+                    ApprovalDecision::AllowSession => cubicle_audit::ApprovalChoice::AllowSession,
+                    ApprovalDecision::Deny => cubicle_audit::ApprovalChoice::Deny,
+                },
+                by: "the person".to_owned(),
+            });
             match decision {
                 ApprovalDecision::AllowOnce => {
-                    decide(true, format!("approved once by the person: {reason}"));
+                    decide_as(true, true, format!("approved once by the person: {reason}"));
                     Ok(())
                 }
                 ApprovalDecision::AllowSession => {
@@ -95,7 +116,7 @@ pub(crate) async fn check(
                     Ok(())
                 }
                 ApprovalDecision::Deny => {
-                    decide(false, format!("denied by the person: {reason}"));
+                    decide_as(false, true, format!("denied by the person: {reason}"));
                     Err(ToolOutput::error(
                         "the person denied this call. Do not retry it; find another way or ask them what they want.",
                     ))

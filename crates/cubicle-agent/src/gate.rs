@@ -41,3 +41,22 @@ impl PermissionGate for AllowAll {
         }
     }
 }
+
+/// The policy crate's decisions, as the agent's gate. The reason names the
+/// rule and where it was set, so a person asked to approve sees why.
+pub struct PolicyGate(pub std::sync::Arc<cubicle_policy::Policy>);
+
+impl PermissionGate for PolicyGate {
+    fn check(&self, tool: &str, input: &Value) -> GateDecision {
+        let d = self.0.check_tool(tool, input);
+        let reason = match &d.rule {
+            Some(rule) => format!("{} (rule {rule})", d.reason),
+            None => d.reason,
+        };
+        match d.effect {
+            cubicle_policy::Effect::Allow => GateDecision::Allow { reason },
+            cubicle_policy::Effect::Ask => GateDecision::Ask { reason },
+            cubicle_policy::Effect::Deny => GateDecision::Deny { reason },
+        }
+    }
+}

@@ -17,7 +17,7 @@ pub mod store;
 pub mod transcript;
 
 pub use builtin::format_answers;
-pub use gate::{AllowAll, GateDecision, PermissionGate};
+pub use gate::{AllowAll, GateDecision, PermissionGate, PolicyGate};
 pub use session::{SessionConfig, SessionHandle, SessionParams, spawn};
 pub use store::{SessionSummary, Store, StoreError};
 pub use transcript::{Transcript, TranscriptError, TranscriptWriter};

@@ -251,6 +251,14 @@ impl Agent {
                         duration_ms: started.elapsed().as_millis() as u64,
                     });
                     lock(&self.shared.usage).add(&resp.usage);
+                    self.shared.audit(cubicle_audit::RecordKind::ModelCall {
+                        provider: self.shared.model.provider().to_owned(),
+                        model: self.shared.model.model().to_owned(),
+                        input_tokens: resp.usage.input_tokens,
+                        output_tokens: resp.usage.output_tokens,
+                        cache_read: resp.usage.cache_read_input_tokens,
+                        cache_write: resp.usage.cache_creation_input_tokens,
+                    });
                     self.last_prompt_tokens = resp.usage.total_input() + resp.usage.output_tokens;
                     return Ok(resp);
                 }
@@ -462,6 +470,13 @@ impl Agent {
         });
         let out = self.dispatch(id, name, input, tool, &summary, cancel).await;
         let out = cap_output(out);
+        for f in &out.files_written {
+            self.shared.audit(cubicle_audit::RecordKind::FileWritten {
+                path: f.path.clone(),
+                size: f.size,
+                sha256: f.sha256.clone(),
+            });
+        }
         let duration_ms = started.elapsed().as_millis() as u64;
         self.record(Record::ToolResult {
             call_id: id.to_owned(),

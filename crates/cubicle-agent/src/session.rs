@@ -87,6 +87,8 @@ pub struct SessionParams {
     pub config: SessionConfig,
     /// Conversation so far, when resuming.
     pub history: Vec<Message>,
+    /// The tamper-evident audit log, when one is kept.
+    pub audit: Option<Arc<cubicle_audit::AuditLog>>,
 }
 
 /// A front end's handle on a running session.
@@ -107,6 +109,7 @@ pub(crate) struct Shared {
     pub transcript: Arc<TranscriptWriter>,
     pub gate: Arc<dyn PermissionGate>,
     pub config: SessionConfig,
+    audit: Option<Arc<cubicle_audit::AuditLog>>,
     events: mpsc::UnboundedSender<EventMsg>,
     questions: Mutex<HashMap<String, oneshot::Sender<Vec<Answer>>>>,
     approvals: Mutex<HashMap<String, oneshot::Sender<ApprovalDecision>>>,
@@ -141,6 +144,23 @@ impl Shared {
                 Event::Notice {
                     level: NoticeLevel::Error,
                     message: format!("could not record to the transcript: {e}"),
+                },
+            );
+        }
+    }
+
+    /// Appends to the audit log, if one is kept. A failed append is shown
+    /// to the person: the record must not silently have a gap.
+    pub fn audit(&self, kind: cubicle_audit::RecordKind) {
+        if let Some(log) = &self.audit
+            && let Err(e) = log.append(Some(&self.id), kind)
+        {
+            tracing::error!("audit append failed: {e}");
+            self.emit(
+                None,
+                Event::Notice {
+                    level: NoticeLevel::Error,
+                    message: format!("could not write to the audit log: {e}"),
                 },
             );
         }
@@ -198,6 +218,7 @@ pub fn spawn(params: SessionParams) -> SessionHandle {
         transcript: params.transcript,
         gate: params.gate,
         config: params.config,
+        audit: params.audit,
         events: events_tx,
         questions: Mutex::default(),
         approvals: Mutex::default(),

@@ -72,6 +72,16 @@ async fn start_with(
     gate: Arc<dyn PermissionGate>,
     history: Vec<Message>,
 ) -> Harness {
+    start_full(model, config, gate, history, None).await
+}
+
+async fn start_full(
+    model: Arc<ScriptedModel>,
+    config: SessionConfig,
+    gate: Arc<dyn PermissionGate>,
+    history: Vec<Message>,
+    audit: Option<Arc<cubicle_audit::AuditLog>>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let workspace = dir.path().join("workspace");
     std::fs::create_dir_all(&workspace).unwrap();
@@ -87,6 +97,7 @@ async fn start_with(
         gate,
         config,
         history,
+        audit,
     });
     Harness {
         _dir: dir,
@@ -828,6 +839,7 @@ async fn resume_continues_from_a_transcript_cut_mid_tool_call() {
         gate: Arc::new(cubicle_agent::AllowAll),
         config: SessionConfig::default(),
         history,
+        audit: None,
     });
     handle.ops.send(Op::Continue).unwrap();
     loop {
@@ -900,4 +912,75 @@ async fn compaction_near_the_window_is_recorded_and_resumable() {
     let history = t.history();
     assert!(history[0].text().contains("SUMMARY"));
     h.shutdown().await;
+}
+
+#[tokio::test]
+async fn policy_decisions_model_calls_and_written_files_reach_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = Arc::new(
+        cubicle_audit::AuditLog::open(dir.path(), cubicle_audit::AuditOptions::default()).unwrap(),
+    );
+    let policy = cubicle_policy::Policy::from_sources(&[cubicle_policy::SettingsSource {
+        layer: cubicle_policy::Layer::User,
+        file: Some("settings.toml".into()),
+        text: "[permissions]\ndeny = [\"Bash(curl *)\"]\n".into(),
+    }])
+    .unwrap();
+    let model = Arc::new(ScriptedModel::new(vec![
+        Ok(response(vec![
+            tool("w", "write", json!({"path": "out.txt", "content": "hello"})),
+            tool("c", "bash", json!({"command": "curl http://example.org"})),
+        ])),
+        Ok(response(vec![ContentBlock::Text { text: "ok".into() }])),
+    ]));
+    let mut h = start_full(
+        model.clone(),
+        SessionConfig::default(),
+        Arc::new(cubicle_agent::PolicyGate(Arc::new(policy))),
+        vec![],
+        Some(audit.clone()),
+    )
+    .await;
+    h.turn("go").await;
+    let seen = results_seen(&model);
+    assert!(seen["c"].1);
+    assert!(
+        seen["c"].0.contains("not allowed by policy"),
+        "{:?}",
+        seen["c"]
+    );
+    assert!(seen["c"].0.contains("Bash(curl *)"), "{:?}", seen["c"]);
+    h.shutdown().await;
+
+    let records = cubicle_audit::tail(dir.path(), 100).unwrap();
+    let kinds: Vec<&str> = records.iter().map(|r| r.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "model_call",
+            "tool_call",
+            "tool_call",
+            "file_written",
+            "model_call"
+        ]
+    );
+    let written = records.iter().find_map(|r| match &r.kind {
+        cubicle_audit::RecordKind::FileWritten { path, size, sha256 } => {
+            Some((path.clone(), *size, sha256.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        written,
+        Some((
+            "out.txt".to_owned(),
+            5,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".to_owned()
+        ))
+    );
+    assert!(records.iter().any(|r| matches!(&r.kind,
+        cubicle_audit::RecordKind::ToolCall { tool, decision: cubicle_audit::ToolDecision::Denied, .. } if tool == "bash")));
+    let report = cubicle_audit::verify(dir.path(), None).unwrap();
+    assert!(report.first_bad.is_none(), "{report:?}");
+    assert_eq!(report.records, 5);
 }

@@ -102,6 +102,7 @@ async fn agent(calls: u32, backend_name: &str) -> Result<ExitCode> {
             ..SessionConfig::default()
         },
         history: Vec::new(),
+        audit: None,
     });
     let t = Instant::now();
     let _ = handle.ops.send(Op::UserMessage {

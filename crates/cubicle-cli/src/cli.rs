@@ -35,6 +35,12 @@ pub enum Command {
     /// Measure Cubicle against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Show and check the effective policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Read and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Check this machine: kernel features each backend needs, and with
     /// --escape-suite, a live attack scorecard against a backend.
     Doctor(DoctorArgs),
@@ -75,6 +81,25 @@ pub struct SessionOpts {
     /// Never ask the person anything; questions and approvals fail with a message.
     #[arg(long)]
     pub no_input: bool,
+    /// Policy: allow calls matching a rule such as 'Bash(git *)'. Repeatable.
+    #[arg(long, value_name = "RULE")]
+    pub allow: Vec<String>,
+    /// Policy: ask before calls matching a rule. Repeatable.
+    #[arg(long, value_name = "RULE")]
+    pub ask: Vec<String>,
+    /// Policy: refuse calls matching a rule such as 'Edit(/mnt/**/*.xlsx)'. Repeatable.
+    #[arg(long, value_name = "RULE")]
+    pub deny: Vec<String>,
+    /// Let the cubicle reach a domain (e.g. api.github.com or *.wikipedia.org)
+    /// through the egress proxy. Repeatable. Anything allowed can receive data.
+    #[arg(long, value_name = "DOMAIN")]
+    pub allow_domain: Vec<String>,
+    /// Any setting, as KEY=TOML-VALUE (see `cubicle policy show`). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+    /// Trust the granted folders: load their .cubicle/settings.toml.
+    #[arg(long)]
+    pub trust: bool,
     /// Stop after this many model calls.
     #[arg(long, value_name = "N")]
     pub max_turns: Option<u32>,
@@ -225,4 +250,51 @@ pub struct DoctorArgs {
     /// Backend to attack with --escape-suite.
     #[arg(long, default_value = "jail")]
     pub backend: String,
+}
+
+/// `cubicle policy …`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Each setting with the layer and file it came from.
+    Show {
+        /// Every effective value, defaults included.
+        #[arg(long)]
+        effective: bool,
+    },
+    /// The decision on a call written as a rule, and the rule that made it:
+    /// cubicle policy check 'Bash(rm -rf /mnt/x)'.
+    Check {
+        /// The call, e.g. 'Read(/mnt/contracts/a.pdf)' or 'WebFetch(domain:example.org)'.
+        call: String,
+    },
+    /// Allow the cubicle to reach a domain, in your settings file.
+    AllowDomain {
+        /// e.g. api.github.com or *.wikipedia.org.
+        domain: String,
+    },
+}
+
+/// `cubicle audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole chain; names the first edited, deleted, inserted or reordered record.
+    Verify,
+    /// The latest records.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Keep printing records as they are appended.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Every record, as JSON lines or as an OpenTelemetry logs payload.
+    Export {
+        /// jsonl or otlp.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// With otlp: POST the payload to this OTLP/HTTP logs endpoint.
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+    },
 }

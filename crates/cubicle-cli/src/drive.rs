@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cubicle_agent::{
-    AllowAll, SessionConfig, SessionHandle, SessionParams, Store, Transcript, TranscriptWriter,
+    PolicyGate, SessionConfig, SessionHandle, SessionParams, Store, Transcript, TranscriptWriter,
 };
 use cubicle_models::ModelClient;
 use cubicle_models::provider::{ProviderSpec, resolve as resolve_provider};
@@ -22,6 +22,7 @@ use crate::cli::{ChatArgs, ResumeArgs, RunArgs, SessionOpts};
 use crate::config::{Config, parse_duration};
 use crate::interact::{self, Input};
 use crate::render::Renderer;
+use crate::safety::{self, PolicyArgs};
 
 /// `cubicle run "TASK"`.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -33,16 +34,30 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         args.opts.json,
     )
     .await;
-    finish(&*started.computer, &started.store, &started.id).await;
-    outcome
+    finish(
+        &*started.computer,
+        &started.store,
+        &started.id,
+        &started.audit,
+        &outcome,
+    )
+    .await;
+    outcome.map(|o| o.code)
 }
 
 /// `cubicle chat`.
 pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let started = start(&args.opts, None).await?;
     let outcome = drive(started.handle, None, true, args.opts.json).await;
-    finish(&*started.computer, &started.store, &started.id).await;
-    outcome
+    finish(
+        &*started.computer,
+        &started.store,
+        &started.id,
+        &started.audit,
+        &outcome,
+    )
+    .await;
+    outcome.map(|o| o.code)
 }
 
 /// `cubicle resume ID [MESSAGE]`.
@@ -82,11 +97,37 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
             Ok(grant)
         })
         .collect::<Result<Vec<_>>>()?;
+    let history = transcript.history();
+    let unfinished = history.last().is_some_and(|m| m.role == Role::User);
+    let first = match (&args.message, unfinished) {
+        (Some(text), _) => Some(Op::UserMessage { text: text.clone() }),
+        (None, true) => Some(Op::Continue),
+        (None, false) if args.chat => None,
+        (None, false) => bail!(
+            "session {id} finished its last turn; give a message to continue it: cubicle resume {id} \"…\""
+        ),
+    };
+    // The policy in force now applies, not the one the session started under.
+    let policy = Arc::new(safety::load_policy(
+        &PolicyArgs {
+            explicit_backend: Some(header.backend.clone()),
+            ..PolicyArgs::default()
+        },
+        &grants,
+    )?);
+    safety::check_allowed(&policy, &header.backend, model.provider(), model.model())?;
+    let audit = safety::open_audit(store.root())?;
+    safety::audit_policy(&audit, &id, &policy)?;
+    let proxy = safety::egress(&policy, &id, audit.clone())?;
+    let options = backend::BackendOptions {
+        egress: Some(Arc::new(safety::ProxyConnector(proxy))),
+        ..Default::default()
+    };
     let computer = backend::start(
         &header.backend,
         grants,
         header.workspace.clone().into(),
-        &backend::BackendOptions::default(),
+        &options,
     )
     .await?;
     let writer = Arc::new(TranscriptWriter::append_to(&path, transcript.last_seq())?);
@@ -96,19 +137,6 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
             model: format!("{}:{}", model.provider(), model.model()),
         },
     )?;
-    let history = transcript.history();
-    let unfinished = history.last().is_some_and(|m| m.role == Role::User);
-    let first = match (&args.message, unfinished) {
-        (Some(text), _) => Some(Op::UserMessage { text: text.clone() }),
-        (None, true) => Some(Op::Continue),
-        (None, false) if args.chat => None,
-        (None, false) => {
-            computer.stop().await.ok();
-            bail!(
-                "session {id} finished its last turn; give a message to continue it: cubicle resume {id} \"…\""
-            );
-        }
-    };
     let config = SessionConfig {
         interactive: !args.no_input,
         ..SessionConfig::default()
@@ -118,14 +146,15 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
         model,
         computer: computer.clone(),
         transcript: writer,
-        tools: cubicle_tools::computer_tools(),
-        gate: Arc::new(AllowAll),
+        tools: tools_for(&policy),
+        gate: Arc::new(PolicyGate(policy.clone())),
         config,
         history,
+        audit: Some(audit.clone()),
     });
     let outcome = drive(handle, first, args.chat, args.json).await;
-    finish(&*computer, &store, &id).await;
-    outcome
+    finish(&*computer, &store, &id, &audit, &outcome).await;
+    outcome.map(|o| o.code)
 }
 
 struct Started {
@@ -133,6 +162,7 @@ struct Started {
     store: Store,
     computer: Arc<dyn Computer>,
     handle: SessionHandle,
+    audit: Arc<cubicle_audit::AuditLog>,
 }
 
 fn store() -> Result<Store> {
@@ -157,8 +187,20 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     } else {
         opts.backend.clone()
     };
-    let backend_name = backend::resolve(&backend_name)?;
     let time_limit = opts.time_limit.as_deref().map(parse_duration).transpose()?;
+    let policy = Arc::new(safety::load_policy(
+        &PolicyArgs {
+            allow: opts.allow.clone(),
+            ask: opts.ask.clone(),
+            deny: opts.deny.clone(),
+            allow_domains: opts.allow_domain.clone(),
+            settings: opts.settings.clone(),
+            trust_grants: opts.trust,
+            explicit_backend: (backend_name != "auto").then(|| backend_name.clone()),
+        },
+        &grants,
+    )?);
+    let backend_name = backend::resolve(&backend_name)?;
     let model = model_client(&ProviderSpec {
         provider: opts.provider.clone().or(config.provider.clone()),
         model: opts.model.clone().or(config.model.clone()),
@@ -166,15 +208,30 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         api_key: None,
         replay: opts.replay.clone(),
     })?;
+    safety::check_allowed(&policy, backend_name, model.provider(), model.model())?;
     let store = store()?;
     let id = Store::new_session_id();
+    let audit = safety::open_audit(store.root())?;
+    safety::audit_policy(&audit, &id, &policy)?;
+    let proxy = safety::egress(&policy, &id, audit.clone())?;
     let workspace = store.workspace_path(&id);
     let options = backend::BackendOptions {
         dangerously_allow_no_landlock: opts.dangerously_allow_no_landlock,
+        egress: Some(Arc::new(safety::ProxyConnector(proxy))),
         ..Default::default()
     };
     let computer = backend::start(backend_name, grants, workspace, &options).await?;
     let info = computer.info().clone();
+    let model_name = format!("{}:{}", model.provider(), model.model());
+    audit.append(
+        Some(&id),
+        cubicle_audit::RecordKind::SessionStart {
+            task: task.unwrap_or("(chat)").to_owned(),
+            model: model_name.clone(),
+            backend: info.backend.clone(),
+            grants: audit_grants(&info.grants),
+        },
+    )?;
     let header = Header {
         format: TRANSCRIPT_FORMAT.into(),
         version: TRANSCRIPT_VERSION,
@@ -182,7 +239,7 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         created_at: cubicle_agent::transcript::now_rfc3339(),
         cubicle_version: env!("CARGO_PKG_VERSION").into(),
         task: task.map(str::to_owned),
-        model: format!("{}:{}", model.provider(), model.model()),
+        model: model_name,
         backend: info.backend.clone(),
         grants: info.grants.clone(),
         workspace: info.workspace_host.clone(),
@@ -204,20 +261,73 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         model,
         computer: computer.clone(),
         transcript: writer,
-        tools: cubicle_tools::computer_tools(),
-        gate: Arc::new(AllowAll),
+        tools: tools_for(&policy),
+        gate: Arc::new(PolicyGate(policy.clone())),
         config: session_config,
         history: Vec::new(),
+        audit: Some(audit.clone()),
     });
     Ok(Started {
         id,
         store,
         computer,
         handle,
+        audit,
     })
 }
 
-async fn finish(computer: &dyn Computer, store: &Store, id: &str) {
+/// The computer tools the policy does not disable.
+fn tools_for(policy: &cubicle_policy::Policy) -> Vec<Arc<dyn cubicle_tools::Tool>> {
+    cubicle_tools::computer_tools()
+        .into_iter()
+        .filter(|t| policy.tool_disabled(t.name()).is_none())
+        .collect()
+}
+
+fn audit_grants(grants: &[cubicle_protocol::events::GrantInfo]) -> Vec<cubicle_audit::Grant> {
+    grants
+        .iter()
+        .map(|g| cubicle_audit::Grant {
+            path: g.path.clone(),
+            host_path: g.host_path.clone(),
+            writable: g.writable,
+        })
+        .collect()
+}
+
+async fn finish(
+    computer: &dyn Computer,
+    store: &Store,
+    id: &str,
+    audit: &cubicle_audit::AuditLog,
+    outcome: &Result<Outcome>,
+) {
+    let (reason, usage) = match outcome {
+        Ok(o) => (
+            match &o.reason {
+                Some(TurnEndReason::Done) | None => "completed".to_owned(),
+                Some(TurnEndReason::Interrupted) => "interrupted".to_owned(),
+                Some(TurnEndReason::Budget { detail }) => format!("budget: {detail}"),
+                Some(TurnEndReason::Error { message }) => format!("error: {message}"),
+            },
+            o.usage,
+        ),
+        Err(e) => (format!("error: {e}"), Default::default()),
+    };
+    if let Err(e) = audit.append(
+        Some(id),
+        cubicle_audit::RecordKind::SessionEnd {
+            reason,
+            usage: cubicle_audit::Usage {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cache_read: usage.cache_read_input_tokens,
+                cache_write: usage.cache_creation_input_tokens,
+            },
+        },
+    ) {
+        eprintln!("cubicle: warning: could not write to the audit log: {e}");
+    }
     if let Err(e) = computer.stop().await {
         eprintln!("cubicle: warning: stopping the cubicle: {e}");
     }
@@ -232,13 +342,20 @@ fn shown(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Runs the session's event loop until it ends; returns the process exit code.
+/// How a driven session ended.
+struct Outcome {
+    code: ExitCode,
+    reason: Option<TurnEndReason>,
+    usage: cubicle_protocol::conversation::Usage,
+}
+
+/// Runs the session's event loop until it ends.
 async fn drive(
     mut handle: SessionHandle,
     first: Option<Op>,
     chat: bool,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<Outcome> {
     let mut renderer = Renderer::new(json);
     let mut input = Input::stdin();
     let send = |op: Op| {
@@ -298,7 +415,11 @@ async fn drive(
             _ = tokio::signal::ctrl_c() => {
                 if last_interrupt.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
                     eprintln!("\ncubicle: quitting; everything so far is in the transcript");
-                    return Ok(ExitCode::from(130));
+                    return Ok(Outcome {
+                        code: ExitCode::from(130),
+                        reason: Some(TurnEndReason::Interrupted),
+                        usage: Default::default(),
+                    });
                 }
                 last_interrupt = Some(Instant::now());
                 eprintln!("\ncubicle: interrupting… (Ctrl-C again within 2 s to quit)");
@@ -306,12 +427,17 @@ async fn drive(
             }
         }
     }
-    let _ = handle.done.await;
-    Ok(match last_reason {
+    let usage = handle.done.await.unwrap_or_default();
+    let code = match last_reason {
         Some(TurnEndReason::Done) | None => ExitCode::SUCCESS,
         Some(TurnEndReason::Interrupted) => ExitCode::from(130),
         Some(TurnEndReason::Budget { .. }) => ExitCode::from(3),
         Some(TurnEndReason::Error { .. }) => ExitCode::FAILURE,
+    };
+    Ok(Outcome {
+        code,
+        reason: last_reason,
+        usage,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `cubicle`: the command-line front end. Library crates return typed errors;
 //! this binary turns each into one clear line for the person, with a hint.
 
+mod audit_cmd;
 mod backend;
 mod bench;
 mod cli;
@@ -8,7 +9,9 @@ mod config;
 mod doctor;
 mod drive;
 mod interact;
+mod policy_cmd;
 mod render;
+mod safety;
 mod sandbox_cmd;
 mod sessions_cmd;
 
@@ -61,6 +64,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd).await,
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Doctor(args) => doctor::run(args).await,
+        Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Audit(cmd) => audit_cmd::run(cmd).await,
         // Handled in `main` before the runtime starts.
         Command::Guest | Command::JailInit => Ok(ExitCode::SUCCESS),
     }

@@ -653,3 +653,156 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+impl Env {
+    fn write_settings(&self, text: &str) -> PathBuf {
+        let p = self.home.path().join("config/cubicle/settings.toml");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn managed(&self, text: &str) -> PathBuf {
+        let d = self.home.path().join("managed");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("managed.toml"), text).unwrap();
+        d
+    }
+}
+
+#[test]
+fn policy_check_show_and_allow_domain() {
+    let env = Env::new();
+    let managed = env.managed("[permissions]\ndeny = [\"Bash(rm -rf *)\"]\n");
+    env.write_settings("[permissions]\nallow = [\"Bash(git *)\"]\n");
+    let (out, stdout, _) = run(env.cmd().env("CUBICLE_MANAGED_DIR", &managed).args([
+        "policy",
+        "check",
+        "Bash(rm -rf /mnt/x)",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.starts_with("deny:"), "{stdout}");
+    assert!(stdout.contains("Bash(rm -rf *)"), "{stdout}");
+    assert!(stdout.contains("managed.toml:2"), "{stdout}");
+    let (out, stdout, _) = run(env.cmd().env("CUBICLE_MANAGED_DIR", &managed).args([
+        "policy",
+        "check",
+        "Bash(git status && rm -rf /mnt/x)",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a chained command slipped past: {stdout}"
+    );
+    let (out, stdout, _) = run(env
+        .cmd()
+        .env("CUBICLE_MANAGED_DIR", &managed)
+        .args(["policy", "show"]));
+    assert!(out.status.success());
+    assert!(stdout.contains("permissions.deny"), "{stdout}");
+    assert!(stdout.contains("from managed"), "{stdout}");
+    assert!(stdout.contains("from user"), "{stdout}");
+
+    let (out, stdout, _) = run(env
+        .cmd()
+        .args(["policy", "allow-domain", "api.example.org"]));
+    assert!(out.status.success(), "{stdout}");
+    let (_, stdout, _) = run(env.cmd().args(["policy", "show"]));
+    assert!(stdout.contains("api.example.org"), "{stdout}");
+    // The person's rule survived the rewrite.
+    assert!(stdout.contains("Bash(git *)"), "{stdout}");
+}
+
+#[test]
+fn malformed_or_forbidding_policy_stops_the_session_before_it_starts() {
+    let env = Env::new();
+    let api = FakeApi::start(vec![Reply::Message(vec![text("should not run")])]);
+    let settings = env.write_settings("[permissions]\nallow = [\"Bash(git *)\", \"Bash(ls\"]\n");
+    let (out, _, stderr) = run(env.with_api(&api).args(["run", "x"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{}:2:", settings.display()))
+            && stderr.contains("permissions.allow[1]"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&settings).unwrap();
+    // An administrator forbids the unisolated backend and locks the choice.
+    let managed = env.managed("[sandbox]\nallowed_backends = [\"jail\"]\n[locks]\nkeys = [\"sandbox.allowed_backends\"]\n");
+    let (out, _, stderr) = run(env
+        .with_api(&api)
+        .env("CUBICLE_MANAGED_DIR", &managed)
+        .args(["run", "x", "--backend", "host"]));
+    assert!(!out.status.success());
+    assert!(stderr.contains("host"), "{stderr}");
+    assert!(
+        api.requests.lock().unwrap().is_empty(),
+        "the model was called"
+    );
+    assert!(env.sessions().is_empty());
+}
+
+#[test]
+fn denials_network_and_audit_end_to_end() {
+    let env = Env::new();
+    let fetch = "python3 -c \"import urllib.request as u\ntry:\n  u.urlopen('http://example.org/data', timeout=10)\nexcept Exception as e:\n  print('FETCH', getattr(e, 'code', ''), e.read().decode() if hasattr(e, 'read') else e)\"";
+    let api = FakeApi::start(vec![
+        Reply::Message(vec![
+            tool(
+                "toolu_rm",
+                "bash",
+                json!({"command": "rm -rf /workspace/x"}),
+            ),
+            tool("toolu_net", "bash", json!({"command": fetch})),
+        ]),
+        Reply::Message(vec![text("Blocked twice.")]),
+    ]);
+    let (out, stdout, stderr) =
+        run(env
+            .with_api(&api)
+            .args(["run", "Try things", "--no-input", "--deny", "Bash(rm *)"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let reqs = api.requests.lock().unwrap().clone();
+    let results = reqs[1]["messages"][2]["content"].to_string();
+    assert!(results.contains("not allowed by policy"), "{results}");
+    assert!(results.contains("Bash(rm *)"), "{results}");
+    assert!(results.contains("FETCH 403"), "{results}");
+    assert!(results.contains("not on the allowed list"), "{results}");
+
+    let (out, stdout, _) = run(env.cmd().args(["audit", "verify"]));
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with("ok:"), "{stdout}");
+    let (_, tail, _) = run(env.cmd().args(["audit", "tail", "-n", "50"]));
+    for kind in [
+        "policy_loaded",
+        "session_start",
+        "model_call",
+        "tool_call",
+        "network_request",
+        "session_end",
+    ] {
+        assert!(tail.contains(kind), "{kind} missing:\n{tail}");
+    }
+    assert!(tail.contains("example.org"), "{tail}");
+    assert!(
+        !tail.contains("sk-test-key"),
+        "a secret reached the audit log"
+    );
+
+    // Editing any record is found, and named.
+    let dir = env.home.path().join("data/cubicle/audit");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen("\"allowed\":false", "\"allowed\":true", 1),
+    )
+    .unwrap();
+    let (out, stdout, _) = run(env.cmd().args(["audit", "verify"]));
+    assert!(!out.status.success());
+    assert!(stdout.contains("TAMPERED"), "{stdout}");
+}

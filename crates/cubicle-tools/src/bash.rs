@@ -118,6 +118,7 @@ impl Tool for Bash {
                 text,
             )],
             is_error: !r.success(),
+            files_written: Vec::new(),
         }
     }
 }

@@ -116,16 +116,21 @@ impl Tool for Edit {
                 args.path
             )),
             EditOutcome::Replaced(new_text, n) => {
+                let written = crate::FileWritten::new(&args.path, new_text.as_bytes());
                 match ctx
                     .computer
                     .write_file(&args.path, new_text.into_bytes())
                     .await
                 {
-                    Ok(()) => ToolOutput::text(format!(
-                        "Edited {}: replaced {n} occurrence{}",
-                        args.path,
-                        if n == 1 { "" } else { "s" }
-                    )),
+                    Ok(()) => {
+                        let mut out = ToolOutput::text(format!(
+                            "Edited {}: replaced {n} occurrence{}",
+                            args.path,
+                            if n == 1 { "" } else { "s" }
+                        ));
+                        out.files_written.push(written);
+                        out
+                    }
                     Err(e) => sandbox_error(&format!("writing {}", args.path), &e),
                 }
             }

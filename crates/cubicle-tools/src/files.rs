@@ -50,16 +50,21 @@ impl Tool for Write {
         };
         let existed = ctx.computer.stat(&args.path).await.is_ok();
         let len = args.content.len();
+        let written = crate::FileWritten::new(&args.path, args.content.as_bytes());
         match ctx
             .computer
             .write_file(&args.path, args.content.into_bytes())
             .await
         {
-            Ok(()) => ToolOutput::text(format!(
-                "{} {} ({len} bytes)",
-                if existed { "Replaced" } else { "Created" },
-                args.path
-            )),
+            Ok(()) => {
+                let mut out = ToolOutput::text(format!(
+                    "{} {} ({len} bytes)",
+                    if existed { "Replaced" } else { "Created" },
+                    args.path
+                ));
+                out.files_written.push(written);
+                out
+            }
             Err(e) => sandbox_error(&format!("writing {}", args.path), &e),
         }
     }

@@ -43,6 +43,34 @@ pub struct ToolOutput {
     pub content: Vec<ToolResultContent>,
     /// Whether the call failed.
     pub is_error: bool,
+    /// Files the call wrote, for the audit log.
+    pub files_written: Vec<FileWritten>,
+}
+
+/// A file a tool call wrote, as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileWritten {
+    /// Path inside the cubicle.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the new contents.
+    pub sha256: String,
+}
+
+impl FileWritten {
+    /// Describes `data` written to `path`.
+    pub fn new(path: &str, data: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self {
+            path: path.to_owned(),
+            size: data.len() as u64,
+            sha256: sha2::Sha256::digest(data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
 }
 
 impl ToolOutput {
@@ -51,6 +79,7 @@ impl ToolOutput {
         Self {
             content: vec![ToolResultContent::text(text)],
             is_error: false,
+            files_written: Vec::new(),
         }
     }
 
@@ -59,6 +88,7 @@ impl ToolOutput {
         Self {
             content: vec![ToolResultContent::text(text)],
             is_error: true,
+            files_written: Vec::new(),
         }
     }
 

@@ -168,6 +168,7 @@ async fn read_image(ctx: &ToolContext, path: &str, media_type: &str, size: u64) 
                 ToolResultContent::text(format!("{path} ({size} bytes)")),
             ],
             is_error: false,
+            files_written: Vec::new(),
         },
         Err(e) => sandbox_error(&format!("reading {path}"), &e),
     }

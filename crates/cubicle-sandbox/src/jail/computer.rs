@@ -188,25 +188,26 @@ impl JailComputer {
         let setup_error = Arc::new(Mutex::new(None::<String>));
         tokio::spawn(forward_stderr(stderr, setup_error.clone()));
 
-        let client = match GuestClient::connect(stdout, stdin, guest_config, config.egress.clone()).await {
-            Ok(c) => c,
-            Err(e) => {
-                // The launcher most likely failed and said why on stderr:
-                // wait for it to finish saying so.
-                let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                // The stderr task may need a moment to take the last line.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let cg = cgroup.clone();
-                let _ = tokio::task::spawn_blocking(move || limits::remove_cgroup(&cg)).await;
-                let reason = setup_error.lock().ok().and_then(|m| m.clone());
-                return Err(match reason {
-                    Some(line) => SandboxError::Start(line),
-                    None => e,
-                });
-            }
-        };
+        let client =
+            match GuestClient::connect(stdout, stdin, guest_config, config.egress.clone()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    // The launcher most likely failed and said why on stderr:
+                    // wait for it to finish saying so.
+                    let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    // The stderr task may need a moment to take the last line.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let cg = cgroup.clone();
+                    let _ = tokio::task::spawn_blocking(move || limits::remove_cgroup(&cg)).await;
+                    let reason = setup_error.lock().ok().and_then(|m| m.clone());
+                    return Err(match reason {
+                        Some(line) => SandboxError::Start(line),
+                        None => e,
+                    });
+                }
+            };
         tracing::info!(pid = launcher_pid, workspace = %workspace.display(), "jail started");
         Ok(Self {
             info: ComputerInfo {

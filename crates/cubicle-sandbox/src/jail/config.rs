@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::guest_client::EgressConnector;
 use crate::grants::Grant;
+use crate::guest_client::EgressConnector;
 use crate::locate::GuestProgram;
 
 /// Settings of a `jail` computer.
