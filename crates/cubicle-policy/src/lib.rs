@@ -20,9 +20,16 @@
 //!   ("ignored: locked by your administrator"), not an error.
 //! - `network.managed_only = true` (managed only) ignores every other
 //!   layer's `network.allow`.
-//! - A malformed file, an unknown section or key, a value of the wrong type or
-//!   an invalid rule fails the whole load with [`PolicyError::Invalid`], which
-//!   names the file, line and key.
+//! - `[[credential]]` tables accumulate across the managed, command-line and
+//!   user layers, each with its origin ([`Policy::credentials`]); a lock on
+//!   `credential` (or `credentials`) keeps only the managed layer's. Project
+//!   settings never add credentials (a notice says so): a folder the agent
+//!   can write must not be able to send the person's secrets elsewhere.
+//! - A malformed file, an unknown section or key, a value of the wrong type,
+//!   an invalid rule or an invalid credential fails the whole load with
+//!   [`PolicyError::Invalid`], which names the file, line and key. Errors
+//!   about a credential's `secret` or `value` never repeat what was written,
+//!   in case it was the secret itself.
 //!
 //! # Settings file
 //!
@@ -41,6 +48,12 @@
 //! deny  = ["*.pastebin.com"]
 //! managed_only = true            # managed layer only
 //!
+//! [[credential]]                 # one table per credential
+//! domain = "api.github.com"      # a name or *.name
+//! header = "Authorization"
+//! secret = "keyring:github-token" # or env:NAME; never the secret itself
+//! value  = "Bearer {secret}"     # optional; default "{secret}"
+//!
 //! [sandbox]
 //! allowed_backends = ["jail", "vm"]
 //!
@@ -56,7 +69,7 @@
 //! disabled = ["task"]
 //!
 //! [locks]                        # managed layer only
-//! keys = ["sandbox.allowed_backends", "network"]
+//! keys = ["sandbox.allowed_backends", "network", "credential"]
 //! ```
 //!
 //! # Permission rules
@@ -103,6 +116,6 @@ pub use call::parse_call;
 pub use domain::{DomainPattern, domain_matches, host_of_url};
 pub use error::PolicyError;
 pub use origin::{Layer, Notice, Origin, RuleOrigin};
-pub use policy::{Decision, DomainRule, EffectiveSetting, NetworkRules, Policy};
+pub use policy::{CredentialSetting, Decision, DomainRule, EffectiveSetting, NetworkRules, Policy};
 pub use rule::{Effect, Rule, RuleError};
 pub use sources::{CommandLineSettings, LoadedSource, PolicyPaths, ProjectFolder, SettingsSource};

@@ -14,7 +14,7 @@ use crate::error::PolicyError;
 use crate::origin::{Layer, Notice, Origin, RuleOrigin};
 use crate::path::is_within;
 use crate::rule::{Effect, Rule};
-use crate::schema::{self, KeySpec, Merge};
+use crate::schema::{self, KeySpec, Merge, ValueKind};
 use crate::settings_file::{Compiled, EntryValue, Item};
 use crate::sources::{
     self, CommandLineSettings, LoadedSource, ParsedSource, PolicyPaths, ProjectFolder, RawSource,
@@ -110,6 +110,24 @@ impl NetworkRules {
     }
 }
 
+/// One `[[credential]]` table, for the egress proxy: add `header` with the
+/// host secret `secret_ref` to requests for `domain`. Holds where the secret
+/// lives (`keyring:NAME` or `env:NAME`), never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialSetting {
+    /// The domain: a name or `*.name` (never `*`).
+    pub domain: DomainPattern,
+    /// The header name, e.g. `Authorization`.
+    pub header: String,
+    /// The header value with `{secret}` where the secret goes; `{secret}`
+    /// when the file gives no `value`.
+    pub value_template: String,
+    /// Where the secret lives on the host: `keyring:NAME` or `env:NAME`.
+    pub secret_ref: String,
+    /// Where the table was set; `text` is the table as an inline TOML table.
+    pub origin: RuleOrigin,
+}
+
 /// One line of `cubicle policy show --effective`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EffectiveSetting {
@@ -172,6 +190,7 @@ pub struct Policy {
     ask_before_changing_granted_files: (bool, Option<Origin>),
     network: NetworkRules,
     network_managed_only: (bool, Option<Origin>),
+    credentials: Vec<CredentialSetting>,
     allowed_backends: Option<ListSetting>,
     allowed_providers: Option<ListSetting>,
     allowed_models: Option<ListSetting>,
@@ -386,6 +405,19 @@ impl Policy {
         self.network_managed_only.0
     }
 
+    /// Every `[[credential]]` that applies, highest layer first (within a
+    /// file, in file order). Project settings never contribute: files in a
+    /// folder the agent can write must not be able to send the person's
+    /// secrets to a site of their choosing.
+    pub fn credentials(&self) -> &[CredentialSetting] {
+        &self.credentials
+    }
+
+    /// The credential the egress proxy uses for `host`: the first that matches.
+    pub fn credential_for(&self, host: &str) -> Option<&CredentialSetting> {
+        self.credentials.iter().find(|c| c.domain.matches(host))
+    }
+
     /// Whether edits outside `/workspace` and `/tmp` ask when no rule decides.
     pub fn asks_before_changing_granted_files(&self) -> bool {
         self.ask_before_changing_granted_files.0
@@ -532,17 +564,32 @@ fn merge(parsed: Vec<ParsedSource>, notices: &mut Vec<Notice>) -> Policy {
                     Some("ignored: locked by your administrator")
                 } else if managed_only && key == "network.allow" {
                     Some("ignored: your administrator allows only their own network rules")
+                } else if source.layer == Layer::Project && key == schema::CREDENTIAL {
+                    Some(
+                        "ignored: credentials are read only from your own, the command line's \
+                         or your administrator's settings, so that files in a folder cannot \
+                         send your secrets elsewhere",
+                    )
                 } else {
                     None
                 };
                 if let Some(message) = ignored {
-                    notices.push(Notice {
-                        layer: source.layer,
-                        file: source.file.clone(),
-                        line: Some(entry.line),
-                        key: Some(key.to_string()),
-                        message: message.into(),
-                    });
+                    // One notice per credential table, each at its own line.
+                    let lines: Vec<usize> = match (&entry.value, entry.spec.kind) {
+                        (EntryValue::List(items), ValueKind::Credentials) => {
+                            items.iter().map(|i| i.line).collect()
+                        }
+                        _ => vec![entry.line],
+                    };
+                    for line in lines {
+                        notices.push(Notice {
+                            layer: source.layer,
+                            file: source.file.clone(),
+                            line: Some(line),
+                            key: Some(key.to_string()),
+                            message: message.into(),
+                        });
+                    }
                     continue;
                 }
             }
@@ -624,6 +671,27 @@ fn merge(parsed: Vec<ParsedSource>, notices: &mut Vec<Notice>) -> Policy {
             origin: origin.clone(),
         })
     };
+    let credentials: Vec<CredentialSetting> = resolved
+        .lists
+        .get(schema::CREDENTIAL)
+        .into_iter()
+        .flatten()
+        .filter_map(|(item, origin)| match &item.compiled {
+            Compiled::Credential(c) => Some(CredentialSetting {
+                domain: c.domain.clone(),
+                header: c.header.clone(),
+                value_template: c.value_template.clone(),
+                secret_ref: c.secret_ref.clone(),
+                origin: RuleOrigin {
+                    text: format!("{} = {}", schema::CREDENTIAL, item.text),
+                    layer: origin.layer,
+                    file: origin.file.clone(),
+                    line: origin.line,
+                },
+            }),
+            _ => None,
+        })
+        .collect();
     let flag = |key: &str, default: bool| -> (bool, Option<Origin>) {
         match resolved.highest.get(key) {
             Some((EntryValue::Bool(b), origin)) => (*b, Some(origin.clone())),
@@ -644,6 +712,7 @@ fn merge(parsed: Vec<ParsedSource>, notices: &mut Vec<Notice>) -> Policy {
             deny: domains("network.deny"),
         },
         network_managed_only: flag("network.managed_only", false),
+        credentials,
         allowed_backends: list_setting("sandbox.allowed_backends"),
         allowed_providers: list_setting("models.allowed_providers"),
         allowed_models: list_setting("models.allowed_models"),
@@ -661,7 +730,7 @@ fn name_rule(item: &Item, origin: &Origin) -> Option<NameRule> {
         Compiled::Name(matcher) => matcher.clone(),
         // Backends are plain names; a glob of a plain name matches only itself.
         Compiled::Text => crate::settings_file::name_glob(&item.text).ok()?,
-        Compiled::Rule(_) | Compiled::Domain(_) => return None,
+        Compiled::Rule(_) | Compiled::Domain(_) | Compiled::Credential(_) => return None,
     };
     Some(NameRule {
         text: item.text.clone(),
@@ -706,7 +775,13 @@ fn push_effective(out: &mut Vec<EffectiveSetting>, spec: &KeySpec, resolved: &Re
                 for (item, origin) in items {
                     out.push(EffectiveSetting {
                         key: spec.key.into(),
-                        value: format!("{:?}", item.text),
+                        // A credential's text is already an inline table,
+                        // naming its secret's reference, never its value.
+                        value: if spec.kind == ValueKind::Credentials {
+                            item.text.clone()
+                        } else {
+                            format!("{:?}", item.text)
+                        },
                         origin: Some(origin.clone()),
                     });
                 }

@@ -19,6 +19,9 @@ pub enum ValueKind {
     Tools,
     /// A list of setting keys or section names.
     Keys,
+    /// `[[credential]]` tables: a domain, a header, a secret reference
+    /// (`keyring:NAME` or `env:NAME`) and an optional value template.
+    Credentials,
 }
 
 /// How the values of several layers combine.
@@ -117,6 +120,16 @@ pub const SCHEMA: &[KeySpec] = &[
         doc: "Managed only: when true, network.allow entries from every other layer are ignored.",
     },
     KeySpec {
+        key: "credential",
+        kind: ValueKind::Credentials,
+        merge: Merge::Accumulate,
+        managed_only: false,
+        default: "[]",
+        doc: "[[credential]] tables: the egress proxy adds `header` with the host secret \
+              `secret` (keyring:NAME or env:NAME, never the value itself) to requests for \
+              `domain`, as `value` (default \"{secret}\"). Not read from project settings.",
+    },
+    KeySpec {
         key: "sandbox.allowed_backends",
         kind: ValueKind::Backends,
         merge: Merge::Highest,
@@ -178,6 +191,7 @@ pub const SCHEMA: &[KeySpec] = &[
 pub const SECTIONS: &[&str] = &[
     "permissions",
     "network",
+    "credential",
     "sandbox",
     "models",
     "marketplaces",
@@ -190,8 +204,22 @@ pub fn find(key: &str) -> Option<&'static KeySpec> {
     SCHEMA.iter().find(|spec| spec.key == key)
 }
 
+/// `[[credential]]` is a top-level array of tables rather than a section of
+/// keys; its key is `credential`, and a lock may also say `credentials`.
+pub const CREDENTIAL: &str = "credential";
+
+/// The key a lock names, with `credentials` read as `credential`.
+pub fn canonical_lock(lock: &str) -> &str {
+    if lock == "credentials" {
+        CREDENTIAL
+    } else {
+        lock
+    }
+}
+
 /// Whether `lock` (a key or a section) covers `key`.
 pub fn lock_covers(lock: &str, key: &str) -> bool {
+    let lock = canonical_lock(lock);
     key == lock
         || key
             .strip_prefix(lock)
@@ -220,5 +248,8 @@ mod tests {
         assert!(lock_covers("network.allow", "network.allow"));
         assert!(!lock_covers("network.allow", "network.deny"));
         assert!(!lock_covers("net", "network.allow"));
+        assert!(lock_covers("credential", "credential"));
+        assert!(lock_covers("credentials", "credential"));
+        assert!(!lock_covers("credential", "credentials"));
     }
 }

@@ -43,8 +43,53 @@ pub(crate) enum Compiled {
     Rule(Box<Rule>),
     Domain(DomainPattern),
     Name(GlobMatcher),
+    Credential(Box<CredentialItem>),
     Text,
 }
+
+/// One checked `[[credential]]` table. It holds where the secret lives,
+/// never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CredentialItem {
+    pub domain: DomainPattern,
+    pub header: String,
+    pub value_template: String,
+    pub secret_ref: String,
+}
+
+impl CredentialItem {
+    /// The table as an inline TOML table, for `policy show` and origins.
+    pub fn display(&self) -> String {
+        format!(
+            "{{ domain = {}, header = {}, value = {}, secret = {} }}",
+            toml_string(&self.domain.to_string()),
+            toml_string(&self.header),
+            toml_string(&self.value_template),
+            toml_string(&self.secret_ref),
+        )
+    }
+}
+
+/// The keys a `[[credential]]` table may have.
+const CREDENTIAL_KEYS: &[&str] = &["domain", "header", "secret", "value"];
+
+/// Where the secret goes in a credential's `value`.
+const SECRET_PLACEHOLDER: &str = "{secret}";
+
+/// Headers that frame or route the request: the proxy owns them, so a
+/// credential may not set them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+    "proxy-authorization",
+];
 
 /// Parses settings `text` read from `file`.
 pub(crate) fn parse(file: &Path, text: &str) -> Result<Vec<Entry>, PolicyError> {
@@ -71,6 +116,10 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Vec<Entry>, PolicyError> 
     for (section_key, section_value) in doc.get_ref().iter() {
         let section = section_key.get_ref().as_ref();
         let at = section_key.span().start;
+        if section == schema::CREDENTIAL {
+            entries.push(parse_credentials(section_value, &lines, file)?);
+            continue;
+        }
         if !SECTIONS.contains(&section) {
             return Err(invalid(
                 at,
@@ -79,7 +128,11 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Vec<Entry>, PolicyError> 
                     "unknown section; the sections are {}",
                     SECTIONS
                         .iter()
-                        .map(|s| format!("[{s}]"))
+                        .map(|s| if *s == schema::CREDENTIAL {
+                            format!("[[{s}]]")
+                        } else {
+                            format!("[{s}]")
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -144,6 +197,193 @@ pub(crate) fn parse_lines(file: &Path, text: &str) -> Result<Vec<Entry>, PolicyE
         }
     }
     Ok(entries)
+}
+
+/// Parses the `[[credential]]` array of tables into one entry whose items
+/// are the credentials, in file order.
+fn parse_credentials(
+    value: &Spanned<DeValue<'_>>,
+    lines: &LineIndex,
+    file: &Path,
+) -> Result<Entry, PolicyError> {
+    let invalid = |offset: usize, key: String, message: String| PolicyError::Invalid {
+        file: file.to_path_buf(),
+        line: lines.line(offset),
+        key,
+        message,
+    };
+    let spec = schema::find(schema::CREDENTIAL)
+        .ok_or_else(|| invalid(0, schema::CREDENTIAL.into(), "not in the schema".into()))?;
+    let DeValue::Array(tables) = value.get_ref() else {
+        return Err(invalid(
+            value.span().start,
+            schema::CREDENTIAL.into(),
+            "expected [[credential]] tables (two brackets), one for each credential, \
+             with domain, header and secret"
+                .into(),
+        ));
+    };
+    let mut items = Vec::with_capacity(tables.len());
+    for (i, table) in tables.iter().enumerate() {
+        let key = format!("{}[{i}]", schema::CREDENTIAL);
+        let DeValue::Table(fields) = table.get_ref() else {
+            return Err(invalid(
+                table.span().start,
+                key,
+                format!(
+                    "expected a table with domain, header and secret, found {}",
+                    table.get_ref().type_str()
+                ),
+            ));
+        };
+        let mut domain = None;
+        let mut header = None;
+        let mut secret = None;
+        let mut template = None;
+        let first_line_at = table.span().start;
+        for (name, field) in fields.iter() {
+            let name_text = name.get_ref().as_ref();
+            let field_key = format!("{key}.{name_text}");
+            if !CREDENTIAL_KEYS.contains(&name_text) {
+                return Err(invalid(
+                    name.span().start,
+                    field_key,
+                    format!(
+                        "unknown key; a [[credential]] has {}",
+                        CREDENTIAL_KEYS.join(", ")
+                    ),
+                ));
+            }
+            let DeValue::String(text) = field.get_ref() else {
+                return Err(invalid(
+                    field.span().start,
+                    field_key,
+                    format!("expected a string, found {}", field.get_ref().type_str()),
+                ));
+            };
+            let at = field.span().start;
+            let checked = match name_text {
+                "domain" => check_credential_domain(text).map(|d| domain = Some(d)),
+                "header" => check_header(text).map(|()| header = Some(text.to_string())),
+                "secret" => check_secret_ref(text).map(|()| secret = Some(text.to_string())),
+                _ => check_template(text).map(|()| template = Some(text.to_string())),
+            };
+            checked.map_err(|message| invalid(at, field_key, message))?;
+        }
+        let missing = |what: &str, example: &str| {
+            invalid(
+                first_line_at,
+                key.clone(),
+                format!("missing {what}, e.g. {example}"),
+            )
+        };
+        let domain = domain.ok_or_else(|| missing("domain", "domain = \"api.example.com\""))?;
+        let header = header.ok_or_else(|| missing("header", "header = \"Authorization\""))?;
+        let secret_ref =
+            secret.ok_or_else(|| missing("secret", "secret = \"keyring:example-token\""))?;
+        let item = CredentialItem {
+            domain,
+            header,
+            value_template: template.unwrap_or_else(|| SECRET_PLACEHOLDER.to_string()),
+            secret_ref,
+        };
+        items.push(Item {
+            text: item.display(),
+            line: lines.line(first_line_at),
+            compiled: Compiled::Credential(Box::new(item)),
+        });
+    }
+    Ok(Entry {
+        spec,
+        line: items
+            .first()
+            .map_or_else(|| lines.line(value.span().start), |i| i.line),
+        value: EntryValue::List(items),
+    })
+}
+
+/// A credential's domain: a name or `*.name`, never every domain.
+fn check_credential_domain(text: &str) -> Result<DomainPattern, String> {
+    let pattern = DomainPattern::parse(text)?;
+    if pattern.to_string() == "*" {
+        return Err(
+            "a credential must name its domain (a name or *.name): \"*\" would send the \
+             secret to every site"
+                .into(),
+        );
+    }
+    Ok(pattern)
+}
+
+/// An HTTP header name (RFC 9110 token) the proxy lets a credential set.
+fn check_header(text: &str) -> Result<(), String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if text.is_empty() || !text.chars().all(token) {
+        return Err(format!(
+            "{text:?} is not an HTTP header name (letters, digits and -, no spaces or colon)"
+        ));
+    }
+    if RESERVED_HEADERS.contains(&text.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "{text:?} frames or routes the request, so a credential cannot set it"
+        ));
+    }
+    Ok(())
+}
+
+/// `keyring:NAME` or `env:NAME`. The text is not repeated in the error: a
+/// person who pasted the secret itself here must not see it copied into logs.
+fn check_secret_ref(text: &str) -> Result<(), String> {
+    let name = text
+        .strip_prefix("keyring:")
+        .or_else(|| text.strip_prefix("env:"));
+    match name {
+        Some(name) if !name.is_empty() && !name.chars().any(|c| c.is_control() || c == '=') => {
+            Ok(())
+        }
+        Some(_) => Err(
+            "the secret's name after keyring: or env: is empty or has a control character or '='"
+                .into(),
+        ),
+        None => Err(
+            "must say where the secret lives, as keyring:NAME or env:NAME; the secret itself \
+             never goes in a settings file (what was written is not repeated here)"
+                .into(),
+        ),
+    }
+}
+
+/// A header value with `{secret}` where the secret goes. Not repeated in
+/// errors, for the same reason as the secret reference.
+fn check_template(text: &str) -> Result<(), String> {
+    if !text.contains(SECRET_PLACEHOLDER) {
+        return Err(format!(
+            "must contain {SECRET_PLACEHOLDER} where the secret goes, e.g. \"Bearer {SECRET_PLACEHOLDER}\"; \
+             the secret itself never goes in a settings file (what was written is not repeated here)"
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("a header value cannot hold a line break or control character".into());
+    }
+    Ok(())
+}
+
+/// A TOML basic string holding `text`.
+pub(crate) fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn parse_value(
@@ -234,7 +474,8 @@ fn compile_item(kind: ValueKind, text: &str) -> Result<Compiled, String> {
             name_glob(name).map(Compiled::Name)
         }
         ValueKind::Keys => {
-            let known = SECTIONS.contains(&text) || schema::find(text).is_some();
+            let key = schema::canonical_lock(text);
+            let known = SECTIONS.contains(&key) || schema::find(key).is_some();
             if !known || text == "locks" || text == "locks.keys" {
                 return Err(format!(
                     "{text:?} is not a setting or section that can be locked"
@@ -243,6 +484,9 @@ fn compile_item(kind: ValueKind, text: &str) -> Result<Compiled, String> {
             Ok(Compiled::Text)
         }
         ValueKind::Bool => Ok(Compiled::Text),
+        ValueKind::Credentials => {
+            Err("credentials are written as [[credential]] tables, not a list of strings".into())
+        }
     }
 }
 
@@ -373,6 +617,197 @@ mod tests {
         let entries = parse(Path::new("f"), "sandbox.allowed_backends = [\"jail\"]\n").unwrap();
         assert_eq!(entries[0].spec.key, "sandbox.allowed_backends");
         assert_eq!(entries[0].line, 1);
+    }
+
+    fn credentials(text: &str) -> Vec<(CredentialItem, usize)> {
+        let entries = parse(Path::new("f"), text).unwrap();
+        let entry = entries.iter().find(|e| e.spec.key == "credential").unwrap();
+        let EntryValue::List(items) = &entry.value else {
+            panic!()
+        };
+        items
+            .iter()
+            .map(|i| match &i.compiled {
+                Compiled::Credential(c) => ((**c).clone(), i.line),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn credential_tables_parse_with_their_lines() {
+        let text = "[network]\nallow = [\"api.example.com\"]\n\n\
+                    [[credential]]\n\
+                    domain = \"api.example.com\"\n\
+                    header = \"Authorization\"\n\
+                    secret = \"keyring:example-token\"\n\
+                    value = \"Bearer {secret}\"\n\n\
+                    [[credential]]\n\
+                    domain = \"*.corp.example\"\n\
+                    header = \"X-Api-Key\"\n\
+                    secret = \"env:CORP_KEY\"\n";
+        let creds = credentials(text);
+        assert_eq!(creds.len(), 2);
+        let (first, line) = &creds[0];
+        assert_eq!(*line, 4);
+        assert_eq!(first.domain.to_string(), "api.example.com");
+        assert_eq!(first.header, "Authorization");
+        assert_eq!(first.secret_ref, "keyring:example-token");
+        assert_eq!(first.value_template, "Bearer {secret}");
+        assert_eq!(
+            first.display(),
+            "{ domain = \"api.example.com\", header = \"Authorization\", \
+             value = \"Bearer {secret}\", secret = \"keyring:example-token\" }"
+        );
+        let (second, line) = &creds[1];
+        assert_eq!(*line, 10);
+        assert_eq!(second.domain.to_string(), "*.corp.example");
+        assert_eq!(second.value_template, "{secret}");
+        assert_eq!(second.secret_ref, "env:CORP_KEY");
+        // The entry sits at the first table, so notices about it point there.
+        let entries = parse(Path::new("f"), text).unwrap();
+        assert_eq!(entries.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 4]);
+    }
+
+    #[test]
+    fn inline_credential_tables_work_too() {
+        let creds = credentials(
+            "credential = [{ domain = \"x.test\", header = \"Authorization\", secret = \"env:X\" }]\n",
+        );
+        assert_eq!(creds[0].0.domain.to_string(), "x.test");
+        assert_eq!(creds[0].1, 1);
+    }
+
+    #[test]
+    fn bad_credentials_name_file_line_and_key() {
+        let table = |body: &str| {
+            format!("[sandbox]\nallowed_backends = [\"jail\"]\n[[credential]]\n{body}")
+        };
+        let ok =
+            "domain = \"api.example.com\"\nheader = \"Authorization\"\nsecret = \"keyring:t\"\n";
+        assert!(parse(Path::new("f"), &table(ok)).is_ok());
+        assert_eq!(
+            err(&table(
+                "domain = \"https://api.example.com\"\nheader = \"A\"\nsecret = \"env:X\"\n"
+            )),
+            "/u/settings.toml:4: credential[0].domain: \"https://api.example.com\" is not a \
+             domain: write the name alone, without https:// or a path"
+        );
+        assert!(
+            err(&table(
+                "domain = \"*\"\nheader = \"A\"\nsecret = \"env:X\"\n"
+            ))
+            .starts_with(
+                "/u/settings.toml:4: credential[0].domain: a credential must name its domain"
+            )
+        );
+        assert!(
+            err(&table(
+                "domain = \"a.*.com\"\nheader = \"A\"\nsecret = \"env:X\"\n"
+            ))
+            .starts_with("/u/settings.toml:4: credential[0].domain: ")
+        );
+        assert_eq!(
+            err(&table(
+                "domain = \"a.com\"\nheader = \"Author ization\"\nsecret = \"env:X\"\n"
+            )),
+            "/u/settings.toml:5: credential[0].header: \"Author ization\" is not an HTTP \
+             header name (letters, digits and -, no spaces or colon)"
+        );
+        assert!(
+            err(&table(
+                "domain = \"a.com\"\nheader = \"Authorization:\"\nsecret = \"env:X\"\n"
+            ))
+            .contains("credential[0].header")
+        );
+        assert!(
+            err(&table(
+                "domain = \"a.com\"\nheader = \"Host\"\nsecret = \"env:X\"\n"
+            ))
+            .contains("credential[0].header: \"Host\" frames or routes the request")
+        );
+        // A pasted secret is refused and not repeated in the error.
+        let e = err(&table(
+            "domain = \"a.com\"\nheader = \"A\"\nsecret = \"sk-live-12345\"\n",
+        ));
+        assert!(e.starts_with("/u/settings.toml:6: credential[0].secret: must say where the secret lives, as keyring:NAME or env:NAME"), "{e}");
+        assert!(!e.contains("sk-live-12345"), "{e}");
+        assert!(
+            err(&table(
+                "domain = \"a.com\"\nheader = \"A\"\nsecret = \"vault:x\"\n"
+            ))
+            .contains("credential[0].secret")
+        );
+        assert!(
+            err(&table(
+                "domain = \"a.com\"\nheader = \"A\"\nsecret = \"env:\"\n"
+            ))
+            .contains("is empty")
+        );
+        assert!(
+            err(&table(
+                "domain = \"a.com\"\nheader = \"A\"\nsecret = \"keyring:a=b\"\n"
+            ))
+            .contains("credential[0].secret")
+        );
+        // A value without {secret} is most likely a pasted secret too.
+        let e = err(&table(&format!("{ok}value = \"Bearer sk-live-12345\"\n")));
+        assert!(
+            e.starts_with("/u/settings.toml:7: credential[0].value: must contain {secret}"),
+            "{e}"
+        );
+        assert!(!e.contains("sk-live-12345"), "{e}");
+        assert!(
+            err(&table(&format!(
+                "{ok}value = \"Bearer {{secret}}\\r\\nX: y\"\n"
+            )))
+            .contains("line break")
+        );
+        assert_eq!(
+            err(&table("domain = \"a.com\"\nsecret = \"env:X\"\n")),
+            "/u/settings.toml:3: credential[0]: missing header, e.g. header = \"Authorization\""
+        );
+        assert!(
+            err(&table("header = \"A\"\nsecret = \"env:X\"\n"))
+                .contains("credential[0]: missing domain")
+        );
+        assert!(
+            err(&table("domain = \"a.com\"\nheader = \"A\"\n"))
+                .contains("credential[0]: missing secret")
+        );
+        assert_eq!(
+            err(&table(&format!("{ok}token = \"x\"\n"))),
+            "/u/settings.toml:7: credential[0].token: unknown key; a [[credential]] has domain, header, secret, value"
+        );
+        assert_eq!(
+            err(&table("domain = 3\n")),
+            "/u/settings.toml:4: credential[0].domain: expected a string, found integer"
+        );
+        // The index counts tables in the file.
+        assert!(
+            err(&format!(
+                "[[credential]]\n{ok}[[credential]]\n{ok}header = \"B\"\n"
+            ))
+            .contains("/u/settings.toml:")
+        );
+        assert!(
+            err(&format!("[[credential]]\n{ok}[[credential]]\ndomain = \"b.com\"\nheader = \"A\"\nsecret = \"x\"\n"))
+                .starts_with("/u/settings.toml:8: credential[1].secret: ")
+        );
+        assert!(err("[credential]\ndomain = \"a.com\"\n").starts_with(
+            "/u/settings.toml:1: credential: expected [[credential]] tables (two brackets)"
+        ));
+        assert!(err("credential = [\"a.com\"]\n").contains("credential[0]: expected a table"));
+        assert!(err("[credentials]\n").contains("[[credential]]"));
+    }
+
+    #[test]
+    fn credentials_can_be_locked_by_either_name() {
+        for name in ["credential", "credentials"] {
+            let entries =
+                parse(Path::new("f"), &format!("[locks]\nkeys = [\"{name}\"]\n")).unwrap();
+            assert_eq!(entries.len(), 1);
+        }
     }
 
     #[test]

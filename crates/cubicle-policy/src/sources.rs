@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{COMMAND_LINE_FILE, PolicyError};
 use crate::origin::{Layer, Notice};
 use crate::schema::{self, ValueKind};
-use crate::settings_file::{self, Entry};
+use crate::settings_file::{self, Entry, toml_string};
 
 /// Where the managed and user settings files are; tests point these at a
 /// temporary folder.
@@ -261,24 +261,6 @@ fn command_line_text(cli: &CommandLineSettings) -> String {
     // Each line is its own document in `settings_file::parse_lines`, so the
     // same key may appear twice, as it may on a command line.
     lines.join("\n")
-}
-
-/// A TOML basic string holding `text`.
-fn toml_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, PolicyError> {

@@ -8,8 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use cubicle_policy::{
-    CommandLineSettings, Effect, EffectiveSetting, Layer, Notice, Origin, Policy, PolicyError,
-    PolicyPaths, ProjectFolder, RuleOrigin,
+    CommandLineSettings, CredentialSetting, Effect, EffectiveSetting, Layer, Notice, Origin,
+    Policy, PolicyError, PolicyPaths, ProjectFolder, RuleOrigin,
 };
 use pretty_assertions::assert_eq;
 use serde_json::json;
@@ -107,6 +107,7 @@ fn no_files_at_all_gives_the_defaults() {
     assert_eq!(policy.sources(), &[]);
     assert!(policy.asks_before_changing_granted_files());
     assert!(!policy.network_managed_only());
+    assert_eq!(policy.credentials(), &[] as &[CredentialSetting]);
     let rendered: Vec<String> = policy.effective().iter().map(|s| s.to_string()).collect();
     assert_eq!(
         rendered,
@@ -118,6 +119,7 @@ fn no_files_at_all_gives_the_defaults() {
             "network.allow = [] — from default",
             "network.deny = [] — from default",
             "network.managed_only = false — from default",
+            "credential = [] — from default",
             "sandbox.allowed_backends = [\"jail\", \"vm\", \"remote\"] — from default",
             "models.allowed_providers = [\"*\"] — from default",
             "models.allowed_models = [\"*\"] — from default",
@@ -170,6 +172,18 @@ fn the_example_file_loads_as_managed_settings() {
             .is_ok()
     );
     assert!(policy.marketplace_allowed("github:evil/x").is_err());
+    let github = policy.credential_for("api.github.com").unwrap();
+    assert_eq!(
+        (
+            github.header.as_str(),
+            github.value_template.as_str(),
+            github.secret_ref.as_str()
+        ),
+        ("Authorization", "Bearer {secret}", "keyring:github-token")
+    );
+    assert_eq!(github.origin.line, Some(line_of("[[credential]]")));
+    assert_eq!(policy.credentials().len(), 2);
+    assert_eq!(policy.credentials()[1].secret_ref, "env:WIKI_KEY");
 }
 
 #[test]
@@ -603,4 +617,237 @@ fn standard_paths_are_the_documented_ones() {
             user_file: Some("/home/u/.config/cubicle/settings.toml".into()),
         }
     );
+}
+
+const TOKEN_CREDENTIAL: &str = "[[credential]]\ndomain = \"api.example.com\"\nheader = \"Authorization\"\nsecret = \"keyring:example-token\"\nvalue = \"Bearer {secret}\"\n";
+
+fn credential_summary(
+    policy: &Policy,
+) -> Vec<(String, String, String, String, Layer, Option<usize>)> {
+    policy
+        .credentials()
+        .iter()
+        .map(|c| {
+            (
+                c.domain.to_string(),
+                c.header.clone(),
+                c.value_template.clone(),
+                c.secret_ref.clone(),
+                c.origin.layer,
+                c.origin.line,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn credentials_accumulate_highest_layer_first_with_their_origins() {
+    let machine = Machine::new();
+    let managed = machine.managed(&format!(
+        "[network]\nallow = [\"api.example.com\"]\n\n{TOKEN_CREDENTIAL}"
+    ));
+    let user = machine.user(
+        "[[credential]]\ndomain = \"*.corp.example\"\nheader = \"X-Api-Key\"\nsecret = \"env:CORP_KEY\"\n\n[[credential]]\ndomain = \"api.example.com\"\nheader = \"Authorization\"\nsecret = \"env:MINE\"\n",
+    );
+    let cli = CommandLineSettings {
+        settings: vec![
+            "credential=[{ domain = \"cli.example\", header = \"Authorization\", secret = \"env:CLI\" }]".into(),
+        ],
+        ..Default::default()
+    };
+    let policy = machine.load_with(&cli, &[]);
+    assert_eq!(policy.notices(), &[] as &[Notice]);
+    let row = |d: &str, h: &str, v: &str, s: &str, l: Layer, line: usize| {
+        (
+            d.to_owned(),
+            h.to_owned(),
+            v.to_owned(),
+            s.to_owned(),
+            l,
+            Some(line),
+        )
+    };
+    assert_eq!(
+        credential_summary(&policy),
+        vec![
+            row(
+                "api.example.com",
+                "Authorization",
+                "Bearer {secret}",
+                "keyring:example-token",
+                Layer::Managed,
+                4
+            ),
+            row(
+                "cli.example",
+                "Authorization",
+                "{secret}",
+                "env:CLI",
+                Layer::CommandLine,
+                1
+            ),
+            row(
+                "*.corp.example",
+                "X-Api-Key",
+                "{secret}",
+                "env:CORP_KEY",
+                Layer::User,
+                1
+            ),
+            row(
+                "api.example.com",
+                "Authorization",
+                "{secret}",
+                "env:MINE",
+                Layer::User,
+                6
+            ),
+        ]
+    );
+    let first = &policy.credentials()[0];
+    assert_eq!(first.origin.file.as_deref(), Some(managed.as_path()));
+    assert_eq!(
+        first.origin.text,
+        "credential = { domain = \"api.example.com\", header = \"Authorization\", \
+         value = \"Bearer {secret}\", secret = \"keyring:example-token\" }"
+    );
+    assert_eq!(
+        policy.credentials()[2].origin.file.as_deref(),
+        Some(user.as_path())
+    );
+    // The highest layer's credential is the one used for a host.
+    assert_eq!(
+        policy
+            .credential_for("API.example.com.")
+            .unwrap()
+            .secret_ref,
+        "keyring:example-token"
+    );
+    assert_eq!(
+        policy.credential_for("a.corp.example").unwrap().header,
+        "X-Api-Key"
+    );
+    assert!(policy.credential_for("corp.example").is_none());
+
+    // `policy show --effective` names the reference, in the same order.
+    let shown: Vec<String> = setting(&policy, "credential")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(shown.len(), 4);
+    assert_eq!(
+        shown[0],
+        format!(
+            "credential = {{ domain = \"api.example.com\", header = \"Authorization\", \
+             value = \"Bearer {{secret}}\", secret = \"keyring:example-token\" }} — from managed ({}:4)",
+            managed.display()
+        )
+    );
+    assert_eq!(
+        shown[1],
+        "credential = { domain = \"cli.example\", header = \"Authorization\", value = \"{secret}\", \
+         secret = \"env:CLI\" } — from command line (setting 1)"
+    );
+}
+
+#[test]
+fn a_credential_lock_ignores_lower_layers_credentials_with_a_notice() {
+    for lock in ["credential", "credentials"] {
+        let machine = Machine::new();
+        machine.managed(&format!(
+            "[locks]\nkeys = [\"{lock}\"]\n\n{TOKEN_CREDENTIAL}"
+        ));
+        let user = machine.user(&format!(
+            "[permissions]\nallow = [\"Read\"]\n{TOKEN_CREDENTIAL}\n[[credential]]\ndomain = \"b.example\"\nheader = \"X-Key\"\nsecret = \"env:B\"\n"
+        ));
+        let policy = machine.load();
+        assert_eq!(
+            credential_summary(&policy),
+            vec![(
+                "api.example.com".into(),
+                "Authorization".into(),
+                "Bearer {secret}".into(),
+                "keyring:example-token".into(),
+                Layer::Managed,
+                Some(4)
+            )],
+            "{lock}"
+        );
+        let messages: Vec<String> = policy.notices().iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            messages,
+            vec![
+                format!(
+                    "{}:3: credential: ignored: locked by your administrator",
+                    user.display()
+                ),
+                format!(
+                    "{}:9: credential: ignored: locked by your administrator",
+                    user.display()
+                ),
+            ],
+            "{lock}"
+        );
+    }
+}
+
+#[test]
+fn a_lock_on_credentials_in_a_lower_layer_is_itself_ignored() {
+    let machine = Machine::new();
+    machine.managed(TOKEN_CREDENTIAL);
+    machine.user(&format!(
+        "[locks]\nkeys = [\"credentials\"]\n{TOKEN_CREDENTIAL}"
+    ));
+    let policy = machine.load();
+    assert_eq!(policy.credentials().len(), 2);
+    assert_eq!(policy.notices().len(), 1);
+    assert!(
+        policy.notices()[0]
+            .to_string()
+            .contains("locks.keys: ignored")
+    );
+}
+
+#[test]
+fn project_settings_cannot_add_credentials() {
+    let machine = Machine::new();
+    machine.user(TOKEN_CREDENTIAL);
+    let (file, project) = machine.project(
+        "Shared",
+        "[[credential]]\ndomain = \"collector.evil.example\"\nheader = \"Authorization\"\nsecret = \"keyring:example-token\"\n",
+    );
+    let policy = machine.load_with(&CommandLineSettings::default(), &[project]);
+    assert_eq!(policy.credentials().len(), 1);
+    assert_eq!(policy.credentials()[0].origin.layer, Layer::User);
+    assert!(policy.credential_for("collector.evil.example").is_none());
+    assert_eq!(
+        policy.notices(),
+        &[Notice {
+            layer: Layer::Project,
+            file: Some(file),
+            line: Some(1),
+            key: Some("credential".into()),
+            message: "ignored: credentials are read only from your own, the command line's or \
+                      your administrator's settings, so that files in a folder cannot send your \
+                      secrets elsewhere"
+                .into(),
+        }]
+    );
+}
+
+#[test]
+fn a_malformed_credential_fails_the_whole_load() {
+    let machine = Machine::new();
+    let user = machine.user(
+        "[permissions]\nallow = [\"Read\"]\n\n[[credential]]\ndomain = \"api.example.com\"\nheader = \"Authorization\"\nsecret = \"ghp_pasted_token_value\"\n",
+    );
+    let e = machine.load_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}:7: credential[0].secret: must say where the secret lives",
+            user.display()
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("ghp_pasted_token_value"), "{e}");
 }
