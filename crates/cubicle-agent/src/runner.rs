@@ -35,12 +35,29 @@ struct SessionTools {
     task: bool,
 }
 
+/// The specs of `tools` plus the session tools an agent has.
+fn build_specs(tools: &[Arc<dyn Tool>], session: SessionTools) -> Vec<ToolSpec> {
+    let mut specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec()).collect();
+    if session.todo {
+        specs.push(todo_write_spec());
+    }
+    if session.ask {
+        specs.push(ask_user_spec());
+    }
+    if session.task {
+        specs.push(task_spec());
+    }
+    specs
+}
+
 /// One agent: the main one, or a sub-agent started by `task`.
 pub(crate) struct Agent {
     id: Option<String>,
     shared: Arc<Shared>,
     tools: Vec<Arc<dyn Tool>>,
     session_tools: SessionTools,
+    /// Tool specs, built once: generating JSON Schemas per call is not free.
+    specs: Vec<ToolSpec>,
     history: Vec<Message>,
     system: String,
     max_turns: Option<u32>,
@@ -56,14 +73,16 @@ impl Agent {
         let system = shared.config.system_prompt.clone().unwrap_or_else(|| {
             prompt::system_prompt(info, &shared.config.today, shared.config.interactive)
         });
+        let session_tools = SessionTools {
+            todo: true,
+            ask: true,
+            task: true,
+        };
         Self {
             id: None,
+            specs: build_specs(&tools, session_tools),
             tools,
-            session_tools: SessionTools {
-                todo: true,
-                ask: true,
-                task: true,
-            },
+            session_tools,
             history,
             system,
             max_turns: None,
@@ -76,14 +95,16 @@ impl Agent {
     fn sub(shared: Arc<Shared>, id: String, tools: Vec<Arc<dyn Tool>>) -> Self {
         let system = prompt::subagent_prompt(shared.computer.info());
         let max_turns = Some(shared.config.subagent_max_turns);
+        let session_tools = SessionTools {
+            todo: false,
+            ask: false,
+            task: false,
+        };
         Self {
             id: Some(id),
+            specs: build_specs(&tools, session_tools),
             tools,
-            session_tools: SessionTools {
-                todo: false,
-                ask: false,
-                task: false,
-            },
+            session_tools,
             history: Vec::new(),
             system,
             max_turns,
@@ -106,17 +127,7 @@ impl Agent {
     }
 
     fn specs(&self) -> Vec<ToolSpec> {
-        let mut specs: Vec<ToolSpec> = self.tools.iter().map(|t| t.spec()).collect();
-        if self.session_tools.todo {
-            specs.push(todo_write_spec());
-        }
-        if self.session_tools.ask {
-            specs.push(ask_user_spec());
-        }
-        if self.session_tools.task {
-            specs.push(task_spec());
-        }
-        specs
+        self.specs.clone()
     }
 
     /// Runs one turn: adds `user_text` (if any) and loops until the model is done.

@@ -36,7 +36,6 @@ async fn agent(calls: u32, backend_name: &str) -> Result<ExitCode> {
     std::fs::create_dir_all(&workspace)?;
     let file = workspace.join("note.txt");
     std::fs::write(&file, "a small file\n".repeat(20))?;
-    let path = file.display().to_string();
     let computer = backend::start(
         backend_name,
         Vec::new(),
@@ -44,6 +43,9 @@ async fn agent(calls: u32, backend_name: &str) -> Result<ExitCode> {
         &backend::BackendOptions::default(),
     )
     .await?;
+
+    // The file as the cubicle sees it.
+    let path = format!("{}/note.txt", computer.info().workspace);
 
     // Peer: the tool called directly, no agent loop.
     let tool = cubicle_tools::read::Read;
@@ -74,7 +76,8 @@ async fn agent(calls: u32, backend_name: &str) -> Result<ExitCode> {
         } else {
             ScriptedModel::text_response("done")
         })
-    });
+    })
+    .without_recording();
     let header = Header {
         format: TRANSCRIPT_FORMAT.into(),
         version: TRANSCRIPT_VERSION,

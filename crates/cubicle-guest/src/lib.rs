@@ -46,6 +46,21 @@ pub fn close_inherited_fds_on_exec() {
     }
 }
 
+/// Stdin and stdout as non-blocking pipes registered with the reactor, when
+/// both are pipes.
+fn stdio_pipes() -> Option<(
+    tokio::net::unix::pipe::Receiver,
+    tokio::net::unix::pipe::Sender,
+)> {
+    use std::os::fd::{AsFd, OwnedFd};
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().ok();
+    let stdin: OwnedFd = dup(std::io::stdin().as_fd())?;
+    let stdout: OwnedFd = dup(std::io::stdout().as_fd())?;
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin).ok()?;
+    let writer = tokio::net::unix::pipe::Sender::from_owned_fd(stdout).ok()?;
+    Some((reader, writer))
+}
+
 /// Serves the protocol on this process's stdin and stdout until the host
 /// hangs up, asks for shutdown, or sends SIGTERM/SIGHUP. Call it from a
 /// process's `main` before any async runtime exists: it builds its own.
@@ -79,7 +94,13 @@ pub fn run_stdio() -> std::process::ExitCode {
                 _ => std::future::pending().await,
             }
         };
-        serve_until(tokio::io::stdin(), tokio::io::stdout(), stop).await
+        // Pipes (every backend's channel) are driven by the reactor; tokio's
+        // own stdin/stdout go through a blocking thread per read, which costs
+        // a thread hop on every frame.
+        match stdio_pipes() {
+            Some((reader, writer)) => serve_until(reader, writer, stop).await,
+            None => serve_until(tokio::io::stdin(), tokio::io::stdout(), stop).await,
+        }
     });
     // tokio reads stdin on a blocking thread that cannot be cancelled; after
     // a `shutdown` the host may keep the pipe open, so do not wait for it.

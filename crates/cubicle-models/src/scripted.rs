@@ -96,6 +96,8 @@ enum Script {
 pub struct ScriptedModel {
     script: Script,
     requests: Mutex<Vec<ModelRequest>>,
+    calls: std::sync::atomic::AtomicUsize,
+    record: bool,
     model: String,
     context_window: u64,
 }
@@ -138,6 +140,8 @@ impl ScriptedModel {
         Self {
             script,
             requests: Mutex::new(Vec::new()),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+            record: true,
             model: "scripted".into(),
             context_window: crate::anthropic::CONTEXT_WINDOW,
         }
@@ -146,6 +150,14 @@ impl ScriptedModel {
     /// Uses `model` as the model name.
     pub fn with_model(mut self, model: impl Into<String>) -> Self {
         self.model = model.into();
+        self
+    }
+
+    /// Keeps no copy of the requests (for benchmarks: a copy of a growing
+    /// conversation per call costs time quadratic in its length);
+    /// [`ScriptedModel::requests`] is then empty.
+    pub fn without_recording(mut self) -> Self {
+        self.record = false;
         self
     }
 
@@ -165,10 +177,7 @@ impl ScriptedModel {
 
     /// How many calls were made.
     pub fn calls(&self) -> usize {
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A response that stands for [`Step::Hang`], for scripts written as a
@@ -265,11 +274,15 @@ impl ModelClient for ScriptedModel {
         deltas: Option<&DeltaTx>,
         cancel: &CancellationToken,
     ) -> Result<ModelResponse, ModelError> {
-        let index = {
-            let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            requests.push(req.clone());
-            requests.len() - 1
-        };
+        let index = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.record {
+            self.requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(req.clone());
+        }
         let step = match &self.script {
             Script::Steps(steps) => steps.lock().unwrap_or_else(|e| e.into_inner()).pop_front(),
             Script::Function(f) => Some(f(req, index)),

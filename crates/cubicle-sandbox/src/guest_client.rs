@@ -8,9 +8,9 @@
 //! stream closes, every pending call fails with
 //! [`SandboxError::Disconnected`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -75,6 +75,8 @@ type Waiter = Option<mpsc::UnboundedSender<Event>>;
 struct Shared {
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Waiter>>,
+    /// Ids of the commands started and not yet finished or cancelled.
+    execs: Mutex<HashSet<u64>>,
     tunnels: Mutex<HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>>,
     /// Why the connection closed, once it has.
     closed: Mutex<Option<String>>,
@@ -251,6 +253,32 @@ impl Shared {
         tokio::spawn(relay_tunnel(self.clone(), tunnel, connector, rx));
     }
 
+    /// Sends `signal` to every command in flight, without waiting for the
+    /// guest's answers; returns how many were signalled.
+    fn signal_all(&self, signal: i32) -> usize {
+        let ids: Vec<u64> = match self.execs.lock() {
+            Ok(e) => e.iter().copied().collect(),
+            Err(_) => return 0,
+        };
+        let mut sent = 0;
+        for exec_id in ids {
+            let Ok((id, _)) = self.register(false) else {
+                break;
+            };
+            if self
+                .send(HostFrame::Request {
+                    id,
+                    op: Op::Signal { exec_id, signal },
+                })
+                .is_err()
+            {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    }
+
     fn drop_tunnel(&self, tunnel: u64) -> bool {
         self.tunnels
             .lock()
@@ -373,6 +401,7 @@ impl GuestClient {
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashSet::new()),
             tunnels: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
             connected: AtomicBool::new(true),
@@ -427,6 +456,9 @@ impl GuestClient {
         let cap = req.max_output_bytes.unwrap_or(DEFAULT_OUTPUT_CAP);
         let (id, rx) = self.shared.register(true)?;
         let rx = rx.ok_or_else(|| SandboxError::Protocol("no waiter".to_owned()))?;
+        if let Ok(mut e) = self.shared.execs.lock() {
+            e.insert(id);
+        }
         let handle = ExecHandle {
             shared: self.shared.clone(),
             id,
@@ -451,6 +483,23 @@ impl GuestClient {
         live: Option<mpsc::UnboundedSender<OutputChunk>>,
     ) -> Result<ExecOutput, SandboxError> {
         self.start_exec(req)?.wait(live).await
+    }
+
+    /// Sends `signal` to the process group of every command in flight
+    /// (started with [`GuestClient::start_exec`] or [`GuestClient::exec`]
+    /// and not yet finished), without waiting for the guest to confirm;
+    /// returns how many commands were signalled. Each command's own call
+    /// then returns its result as usual (killed by the signal).
+    pub fn signal_all(&self, signal: i32) -> usize {
+        self.shared.signal_all(signal)
+    }
+
+    /// A handle that can signal this client's commands from another task
+    /// without keeping the connection alive.
+    pub fn signaller(&self) -> ExecSignaller {
+        ExecSignaller {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// Sends a signal to a running command's process group.
@@ -628,6 +677,20 @@ impl GuestClient {
     }
 }
 
+/// Signals a [`GuestClient`]'s commands from elsewhere (see
+/// [`GuestClient::signaller`]); does nothing once the client is gone.
+#[derive(Debug, Clone)]
+pub struct ExecSignaller {
+    shared: Weak<Shared>,
+}
+
+impl ExecSignaller {
+    /// Like [`GuestClient::signal_all`]; 0 when the client is gone.
+    pub fn signal_all(&self, signal: i32) -> usize {
+        self.shared.upgrade().map_or(0, |s| s.signal_all(signal))
+    }
+}
+
 /// A running command started by [`GuestClient::start_exec`].
 pub struct ExecHandle {
     shared: Arc<Shared>,
@@ -699,6 +762,9 @@ impl ExecHandle {
 
 impl Drop for ExecHandle {
     fn drop(&mut self) {
+        if let Ok(mut e) = self.shared.execs.lock() {
+            e.remove(&self.id);
+        }
         if self.finished {
             return;
         }

@@ -2,7 +2,9 @@
 //! [`GuestClient`] over its stdin/stdout, and tears the jail down.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fs::ReadDir;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,15 +12,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cubicle_protocol::events::GrantInfo;
-use cubicle_protocol::guest::GuestConfig;
+use cubicle_protocol::guest::{ExecRequest, GuestConfig, OutputStream};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::Child;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::config::{GrantSpec, JailConfig, LaunchSpec};
 use super::init::ERROR_PREFIX;
 use super::limits;
-use crate::computer::{Computer, ComputerInfo, SandboxError};
-use crate::guest_client::GuestClient;
+use crate::computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};
+use crate::guest_client::{ExecSignaller, GuestClient};
 
 /// How long `stop` waits for the guest at each step before forcing it.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -40,6 +44,8 @@ pub struct JailComputer {
     launcher_pid: Option<u32>,
     cgroup: String,
     stopped: AtomicBool,
+    /// The workspace cap and its monitor task, when the limits set one.
+    cap: Option<(Arc<WorkspaceCap>, JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for JailComputer {
@@ -209,6 +215,11 @@ impl JailComputer {
                 }
             };
         tracing::info!(pid = launcher_pid, workspace = %workspace.display(), "jail started");
+        let cap = config.limits.workspace_bytes.map(|bytes| {
+            let cap = Arc::new(WorkspaceCap::new(workspace.clone(), bytes));
+            let task = tokio::spawn(monitor_workspace(cap.clone(), client.signaller()));
+            (cap, task)
+        });
         Ok(Self {
             info: ComputerInfo {
                 backend: "jail".to_owned(),
@@ -222,6 +233,7 @@ impl JailComputer {
             launcher_pid,
             cgroup,
             stopped: AtomicBool::new(false),
+            cap,
         })
     }
 
@@ -267,9 +279,38 @@ impl Computer for JailComputer {
         self.launcher_pid()
     }
 
+    async fn exec(
+        &self,
+        req: ExecRequest,
+        live: Option<mpsc::UnboundedSender<OutputChunk>>,
+    ) -> Result<ExecOutput, SandboxError> {
+        let Some((cap, _)) = &self.cap else {
+            return self.client.exec(req, live).await;
+        };
+        let kills = cap.kills();
+        let mut out = self.client.exec(req, live.clone()).await?;
+        if let Some(note) = cap.note_after(kills, &out, &self.client).await {
+            let line = format!("{note}\n").into_bytes();
+            if let Some(live) = &live {
+                let _ = live.send(OutputChunk {
+                    stream: OutputStream::Stderr,
+                    data: line.clone(),
+                });
+            }
+            if !out.stderr.is_empty() && !out.stderr.ends_with(b"\n") {
+                out.stderr.push(b'\n');
+            }
+            out.stderr.extend_from_slice(&line);
+        }
+        Ok(out)
+    }
+
     async fn stop(&self) -> Result<(), SandboxError> {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return Ok(());
+        }
+        if let Some((_, task)) = &self.cap {
+            task.abort();
         }
         if self.client.is_connected()
             && tokio::time::timeout(STOP_GRACE, self.client.shutdown())
@@ -298,6 +339,9 @@ impl Computer for JailComputer {
 
 impl Drop for JailComputer {
     fn drop(&mut self) {
+        if let Some((_, task)) = &self.cap {
+            task.abort();
+        }
         if self.stopped.load(Ordering::SeqCst) {
             return;
         }
@@ -321,4 +365,372 @@ fn utf8(path: &Path) -> Result<String, SandboxError> {
             path.display()
         ))
     })
+}
+
+/// How often the workspace cap's monitor measures the workspace.
+const CAP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Directory entries one monitor pass examines at most; a larger workspace
+/// is measured over several passes.
+const CAP_PASS_ENTRIES: usize = 50_000;
+
+/// Directory entries a re-measurement after a command examines at most.
+const CAP_REMEASURE_ENTRIES: usize = 200_000;
+
+/// Directories the walk keeps open at once (its depth-first stack).
+const CAP_OPEN_DIRS: usize = 32;
+
+/// Directories below the open stack's depth the walk remembers to visit
+/// later; beyond this many, deeper directories go unmeasured (logged).
+const CAP_DEFERRED_DIRS: usize = 8192;
+
+/// While over the cap, growth beyond this much over the lowest usage seen
+/// since stops every running command again.
+const CAP_GROWTH_SLACK: u64 = 1 << 20;
+
+const MIB: u64 = 1 << 20;
+
+/// The host-side cap on the workspace's disk usage (step 10 in
+/// [`crate::jail`]): a monitor measures the workspace every
+/// [`CAP_INTERVAL`] and, when it is over the cap, kills every running
+/// command; commands' results then say why.
+#[derive(Debug)]
+struct WorkspaceCap {
+    cap: u64,
+    walk: Mutex<Walk>,
+    state: Mutex<CapState>,
+    /// How many times the monitor killed the running commands.
+    kills: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CapState {
+    /// Over the cap at the last measurement.
+    over: bool,
+    /// Bytes in use at the last measurement (or the partial sum that
+    /// crossed the cap).
+    used: u64,
+    /// Bytes in use when the cap was last crossed.
+    breach_used: u64,
+    /// Lowest usage since the last kill, while over the cap.
+    baseline: u64,
+}
+
+impl WorkspaceCap {
+    fn new(root: PathBuf, cap: u64) -> Self {
+        Self {
+            cap,
+            walk: Mutex::new(Walk::new(root)),
+            state: Mutex::new(CapState::default()),
+            kills: AtomicU64::new(0),
+        }
+    }
+
+    fn kills(&self) -> u64 {
+        self.kills.load(Ordering::SeqCst)
+    }
+
+    fn state(&self) -> CapState {
+        self.state.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// One monitor pass (blocking): continues the walk for at most
+    /// `entries` entries; true when the running commands must be killed.
+    fn pass(&self, entries: usize) -> bool {
+        let step = match self.walk.lock() {
+            Ok(mut w) => w.step(entries),
+            Err(_) => return false,
+        };
+        self.observe(step)
+    }
+
+    /// Measures afresh (blocking), as far as `entries` entries go.
+    fn remeasure(&self, entries: usize) -> bool {
+        let step = match self.walk.lock() {
+            Ok(mut w) => {
+                w.restart();
+                w.step(entries)
+            }
+            Err(_) => return false,
+        };
+        self.observe(step)
+    }
+
+    fn observe(&self, step: WalkStep) -> bool {
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        let kill = match step {
+            // A partial sum only ever grows during a walk: once it is over
+            // the cap, the workspace is.
+            WalkStep::Partial(sum) => {
+                if sum > self.cap && !st.over {
+                    st.over = true;
+                    st.used = sum;
+                    st.breach_used = sum;
+                    st.baseline = sum;
+                    true
+                } else {
+                    false
+                }
+            }
+            WalkStep::Done(sum) => {
+                st.used = sum;
+                if sum <= self.cap {
+                    st.over = false;
+                    false
+                } else if !st.over {
+                    st.over = true;
+                    st.breach_used = sum;
+                    st.baseline = sum;
+                    true
+                } else if sum > st.baseline.saturating_add(CAP_GROWTH_SLACK) {
+                    // Still over, and growing: something is writing again.
+                    st.breach_used = sum;
+                    st.baseline = sum;
+                    true
+                } else {
+                    st.baseline = st.baseline.min(sum);
+                    false
+                }
+            }
+        };
+        if kill {
+            self.kills.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(
+                cap = self.cap,
+                used = st.used,
+                "the workspace is over its cap; stopping every command"
+            );
+        }
+        kill
+    }
+
+    /// The line to add to a finished command's stderr, if any: the command
+    /// was stopped by the cap (the monitor killed commands while it ran,
+    /// and it died of a signal), or the workspace is still over the cap.
+    /// While over, the workspace is measured afresh first, so that a
+    /// command that freed space is not warned.
+    async fn note_after(
+        self: &Arc<Self>,
+        kills_before: u64,
+        out: &ExecOutput,
+        client: &GuestClient,
+    ) -> Option<String> {
+        let stopped = self.kills() != kills_before && out.result.signal.is_some();
+        if self.state().over {
+            let cap = self.clone();
+            let kill = tokio::task::spawn_blocking(move || cap.remeasure(CAP_REMEASURE_ENTRIES))
+                .await
+                .unwrap_or(false);
+            if kill {
+                client.signal_all(libc::SIGKILL);
+            }
+        }
+        let st = self.state();
+        let cap_mib = self.cap / MIB;
+        if stopped {
+            let used = if st.over { st.used } else { st.breach_used };
+            Some(format!(
+                "cubicle: the workspace is over its {cap_mib} MiB cap ({} MiB used); the command \
+                 was stopped — delete files to continue",
+                used.div_ceil(MIB)
+            ))
+        } else if st.over {
+            Some(format!(
+                "cubicle: the workspace is over its {cap_mib} MiB cap ({} MiB used); commands \
+                 that write to it are stopped — delete files to continue",
+                st.used.div_ceil(MIB)
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Measures the workspace every [`CAP_INTERVAL`] and kills every running
+/// command when it is over the cap. Ends when aborted (the computer
+/// stopped or was dropped) or when the client is gone.
+async fn monitor_workspace(cap: Arc<WorkspaceCap>, signaller: ExecSignaller) {
+    let mut tick = tokio::time::interval(CAP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let c = cap.clone();
+        let Ok(kill) = tokio::task::spawn_blocking(move || c.pass(CAP_PASS_ENTRIES)).await else {
+            return;
+        };
+        if kill {
+            let n = signaller.signal_all(libc::SIGKILL);
+            tracing::warn!(
+                commands = n,
+                "killed the running commands: workspace over its cap"
+            );
+        }
+    }
+}
+
+/// Where a walk got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WalkStep {
+    /// Not finished; the bytes counted so far.
+    Partial(u64),
+    /// Finished; the bytes of the whole tree. The next step starts over.
+    Done(u64),
+}
+
+/// A resumable depth-first walk adding up the disk space (allocated
+/// blocks) of a tree, without following symbolic links. Its memory is
+/// bounded: at most [`CAP_OPEN_DIRS`] open directories and
+/// [`CAP_DEFERRED_DIRS`] remembered paths, never the whole tree.
+#[derive(Debug)]
+struct Walk {
+    root: PathBuf,
+    open: Vec<ReadDir>,
+    deferred: Vec<PathBuf>,
+    total: u64,
+    /// Directories skipped in this walk because `deferred` was full.
+    unmeasured: u64,
+    /// Whether that was logged already (once per session is enough).
+    warned: bool,
+}
+
+impl Walk {
+    fn new(root: PathBuf) -> Self {
+        let mut w = Self {
+            root,
+            open: Vec::new(),
+            deferred: Vec::new(),
+            total: 0,
+            unmeasured: 0,
+            warned: false,
+        };
+        w.restart();
+        w
+    }
+
+    fn restart(&mut self) {
+        self.open.clear();
+        self.deferred.clear();
+        self.deferred.push(self.root.clone());
+        self.total = std::fs::symlink_metadata(&self.root).map_or(0, |m| blocks_bytes(&m));
+        self.unmeasured = 0;
+    }
+
+    /// Examines at most `entries` directory entries.
+    fn step(&mut self, entries: usize) -> WalkStep {
+        for _ in 0..entries {
+            let Some(top) = self.open.last_mut() else {
+                let Some(dir) = self.deferred.pop() else {
+                    let total = self.total;
+                    if self.unmeasured > 0 && !self.warned {
+                        self.warned = true;
+                        tracing::warn!(
+                            dirs = self.unmeasured,
+                            "the workspace is nested too deeply to measure fully"
+                        );
+                    }
+                    self.restart();
+                    return WalkStep::Done(total);
+                };
+                // Vanished or unreadable directories count for nothing.
+                if let Ok(rd) = std::fs::read_dir(&dir) {
+                    self.open.push(rd);
+                }
+                continue;
+            };
+            match top.next() {
+                None | Some(Err(_)) => {
+                    self.open.pop();
+                }
+                Some(Ok(entry)) => {
+                    // `DirEntry::metadata` does not follow symbolic links.
+                    let Ok(meta) = entry.metadata() else {
+                        continue;
+                    };
+                    self.total = self.total.saturating_add(blocks_bytes(&meta));
+                    if meta.is_dir() {
+                        let path = entry.path();
+                        if self.open.len() < CAP_OPEN_DIRS {
+                            if let Ok(rd) = std::fs::read_dir(&path) {
+                                self.open.push(rd);
+                            }
+                        } else if self.deferred.len() < CAP_DEFERRED_DIRS {
+                            self.deferred.push(path);
+                        } else {
+                            self.unmeasured += 1;
+                        }
+                    }
+                }
+            }
+        }
+        WalkStep::Partial(self.total)
+    }
+}
+
+/// Disk space a file takes: allocated blocks, so sparse files count for
+/// what they really use.
+fn blocks_bytes(meta: &std::fs::Metadata) -> u64 {
+    meta.blocks().saturating_mul(512)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn full_walk(w: &mut Walk, entries: usize) -> (u64, usize) {
+        for passes in 1..10_000 {
+            if let WalkStep::Done(total) = w.step(entries) {
+                return (total, passes);
+            }
+        }
+        panic!("the walk never finished");
+    }
+
+    #[test]
+    fn walk_counts_blocks_across_passes_without_following_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // Deeper than the open stack, to exercise the deferred list.
+        let mut deep = root.to_path_buf();
+        for i in 0..(CAP_OPEN_DIRS + 5) {
+            deep.push(format!("d{i}"));
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("data"), vec![1u8; 1 << 20]).unwrap();
+        std::fs::write(root.join("top"), vec![1u8; 1 << 20]).unwrap();
+        // Sparse: a huge apparent size, almost no blocks.
+        let sparse = std::fs::File::create(root.join("sparse")).unwrap();
+        sparse.set_len(1 << 40).unwrap();
+        // A link to the whole host must not be walked.
+        std::os::unix::fs::symlink("/", root.join("host")).unwrap();
+
+        let mut w = Walk::new(root.to_path_buf());
+        let (total, passes) = full_walk(&mut w, 3);
+        assert!(passes > 1);
+        assert!((2 << 20..4 << 20).contains(&total), "{total}");
+        let (again, _) = full_walk(&mut w, 1_000);
+        assert_eq!(again, total);
+    }
+
+    #[test]
+    fn cap_kills_once_then_on_growth_and_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = WorkspaceCap::new(dir.path().to_path_buf(), 2 << 20);
+        assert!(!cap.remeasure(1_000));
+        std::fs::write(dir.path().join("a"), vec![1u8; 3 << 20]).unwrap();
+        assert!(cap.remeasure(1_000));
+        assert!(cap.state().over);
+        // Still over but not growing: no second kill.
+        assert!(!cap.remeasure(1_000));
+        std::fs::write(dir.path().join("b"), vec![1u8; 2 << 20]).unwrap();
+        assert!(cap.remeasure(1_000));
+        assert_eq!(cap.kills(), 2);
+        std::fs::remove_file(dir.path().join("a")).unwrap();
+        std::fs::remove_file(dir.path().join("b")).unwrap();
+        assert!(!cap.remeasure(1_000));
+        assert!(!cap.state().over);
+    }
 }

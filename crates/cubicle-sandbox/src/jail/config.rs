@@ -86,6 +86,16 @@ pub struct Limits {
     pub cpu_seconds: Option<u64>,
     /// Size of the `/tmp` and `/dev/shm` tmpfs, each.
     pub tmp_bytes: u64,
+    /// Most disk space the files under `/workspace` may take together
+    /// (allocated blocks, not apparent sizes); `None` for no cap. Enforced
+    /// from the host side, not by the kernel: see step 10 in
+    /// [`crate::jail`] for what it does and how far it can overshoot.
+    #[serde(default = "default_workspace_bytes")]
+    pub workspace_bytes: Option<u64>,
+}
+
+fn default_workspace_bytes() -> Option<u64> {
+    Some(10 << 30)
 }
 
 impl Default for Limits {
@@ -98,6 +108,7 @@ impl Default for Limits {
             file_size_bytes: 4 << 30,
             cpu_seconds: None,
             tmp_bytes: 1 << 30,
+            workspace_bytes: default_workspace_bytes(),
         }
     }
 }

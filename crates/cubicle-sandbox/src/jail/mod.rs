@@ -77,6 +77,34 @@
 //!    and stdout at `/dev/null`, reaps every process that ends
 //!    (`waitpid(-1)`), and exits with the guest's status when the guest
 //!    ends, whereupon the kernel kills everything left in the namespace.
+//! 10. **Workspace cap** — on the host, once the guest answers:
+//!     `JailComputer::start` spawns a monitor that every 250 ms adds up the
+//!     disk space of the host's workspace folder — allocated blocks
+//!     (`st_blocks × 512`, so sparse files count for what they use), the
+//!     symbolic links themselves rather than what they point to — against
+//!     [`Limits::workspace_bytes`] (default 10 GiB). The walk is resumable
+//!     and bounded: at most 50,000 entries per pass (a larger tree takes
+//!     several passes; a partial sum already over the cap counts at once),
+//!     at most 32 open directories and 8,192 remembered deeper ones, never
+//!     the whole tree in memory. Over the cap, it sends `SIGKILL` to the
+//!     process group of every command in flight
+//!     ([`GuestClient::signal_all`]), and each killed command's result gets
+//!     a last stderr line, `cubicle: the workspace is over its N MiB cap
+//!     (M MiB used); the command was stopped — delete files to continue`.
+//!     While over, new commands still run (so `rm` can free space), each
+//!     warned the same way, and the workspace is measured afresh as each
+//!     ends, so the warning goes as soon as files are deleted; any growth of
+//!     more than 1 MiB over the lowest usage since the last kill kills every
+//!     command again. The cap is enforced after the fact: a writer can
+//!     overshoot by what it writes between two measurements (write rate ×
+//!     (250 ms + one pass), a few MiB for a shell loop), and a
+//!     process that left its command's process group (`setsid` and a
+//!     daemon) escapes the kill though its growth is still reported. It is
+//!     not a kernel quota because `/workspace` is a bind mount of a host
+//!     folder: project quotas, a loop-mounted image or a size-capped tmpfs
+//!     need root on the host (or would move the workspace off the host's
+//!     folder, which the session must see), and the per-file
+//!     `RLIMIT_FSIZE` of step 5 does not bound many files.
 //!
 //! Steps 3–8 run in PID 1 itself before it forks the guest, so PID 1 is as
 //! confined as the guest. Any failure prints one line,
@@ -90,6 +118,7 @@
 //! directories, which `stop` removes.
 //!
 //! [`SandboxError::Start`]: crate::SandboxError::Start
+//! [`GuestClient::signal_all`]: crate::guest_client::GuestClient::signal_all
 
 #![cfg(target_os = "linux")]
 

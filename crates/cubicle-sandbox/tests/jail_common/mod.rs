@@ -59,6 +59,7 @@ pub fn test_limits() -> Limits {
         file_size_bytes: 64 << 20,
         cpu_seconds: None,
         tmp_bytes: 64 << 20,
+        workspace_bytes: Some(1 << 30),
     }
 }
 
