@@ -58,7 +58,9 @@ pub(crate) struct Agent {
     session_tools: SessionTools,
     /// Tool specs, built once: generating JSON Schemas per call is not free.
     specs: Vec<ToolSpec>,
-    history: Vec<Message>,
+    /// Shared with the in-flight model request; copied only if a request
+    /// still holds it when the history changes.
+    history: Arc<Vec<Message>>,
     system: String,
     max_turns: Option<u32>,
     turns: u32,
@@ -83,7 +85,7 @@ impl Agent {
             specs: build_specs(&tools, session_tools),
             tools,
             session_tools,
-            history,
+            history: Arc::new(history),
             system,
             max_turns: None,
             turns: 0,
@@ -105,7 +107,7 @@ impl Agent {
             specs: build_specs(&tools, session_tools),
             tools,
             session_tools,
-            history: Vec::new(),
+            history: Arc::default(),
             system,
             max_turns,
             turns: 0,
@@ -141,7 +143,7 @@ impl Agent {
             self.record(Record::UserMessage {
                 message: message.clone(),
             });
-            push_user(&mut self.history, message.content);
+            push_user(Arc::make_mut(&mut self.history), message.content);
         }
         let deadline = self.shared.config.max_wall.map(|w| self.shared.started + w);
         loop {
@@ -379,7 +381,7 @@ impl Agent {
                 is_error: true,
             });
         }
-        push_user(&mut self.history, blocks);
+        push_user(Arc::make_mut(&mut self.history), blocks);
     }
 
     /// Handles a response: ends the turn, or runs its tool calls and returns
@@ -398,7 +400,7 @@ impl Agent {
             .tool_uses()
             .map(|u| (u.id.to_owned(), u.name.to_owned(), u.input.clone()))
             .collect();
-        self.history.push(resp.message);
+        Arc::make_mut(&mut self.history).push(resp.message);
         if calls.is_empty() {
             return match resp.stop_reason {
                 StopReason::PauseTurn => None,
@@ -449,7 +451,7 @@ impl Agent {
                 is_error: out.is_error,
             });
         }
-        push_user(&mut self.history, blocks);
+        push_user(Arc::make_mut(&mut self.history), blocks);
         if cancel.is_cancelled() {
             self.record(Record::Interrupted {
                 reason: "interrupted by the person".into(),
@@ -657,7 +659,7 @@ impl Agent {
             level: NoticeLevel::Info,
             message: "the conversation is near the model's context limit; summarising it".into(),
         });
-        let mut messages = self.history.clone();
+        let mut messages = (*self.history).clone();
         push_user(
             &mut messages,
             vec![ContentBlock::Text {
@@ -666,7 +668,7 @@ impl Agent {
         );
         let req = ModelRequest {
             system: self.system.clone(),
-            messages,
+            messages: Arc::new(messages),
             tools: self.specs(),
             max_tokens: 8_000,
             agent: self.id.clone(),
@@ -682,7 +684,7 @@ impl Agent {
                     summary: summary.clone(),
                     tokens_before,
                 });
-                self.history = vec![compaction_message(&summary)];
+                self.history = Arc::new(vec![compaction_message(&summary)]);
                 self.last_prompt_tokens = 0;
                 self.emit(Event::Compacted { tokens_before });
                 true

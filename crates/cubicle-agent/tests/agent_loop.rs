@@ -196,7 +196,7 @@ fn results_seen(model: &ScriptedModel) -> BTreeMap<String, (String, bool)> {
     let reqs = model.requests();
     let last = reqs.last().expect("no request");
     let mut out = BTreeMap::new();
-    for m in &last.messages {
+    for m in last.messages.iter() {
         for b in &m.content {
             if let ContentBlock::ToolResult {
                 tool_use_id,
@@ -277,7 +277,7 @@ async fn tools_run_and_results_go_back_to_the_model_and_the_transcript() {
 
     // The transcript rebuilds exactly the conversation the model last saw.
     let t = Transcript::load(&h.transcript).unwrap();
-    let mut expected = model.requests().last().unwrap().messages.clone();
+    let mut expected = (*model.requests().last().unwrap().messages).clone();
     expected.push(
         response(vec![ContentBlock::Text {
             text: "Done.".into(),

@@ -687,7 +687,7 @@ mod tests {
     fn empty_system_and_tools_are_omitted() {
         let req = ModelRequest {
             system: String::new(),
-            messages: vec![Message::user_text("hi")],
+            messages: vec![Message::user_text("hi")].into(),
             tools: vec![],
             max_tokens: 100,
             agent: None,
@@ -724,7 +724,8 @@ mod tests {
                         },
                     ],
                 },
-            ],
+            ]
+            .into(),
             tools: vec![ToolSpec {
                 name: "bash".into(),
                 description: "run".into(),

@@ -39,7 +39,8 @@ pub struct ModelRequest {
     /// The system prompt.
     pub system: String,
     /// The conversation; starts with a user message, alternates roles.
-    pub messages: Vec<Message>,
+    /// Shared, so that the agent hands over its history without copying it.
+    pub messages: std::sync::Arc<Vec<Message>>,
     /// Tools the model may call.
     pub tools: Vec<ToolSpec>,
     /// Most tokens to generate.

@@ -663,7 +663,8 @@ mod tests {
                         },
                     ],
                 },
-            ],
+            ]
+            .into(),
             tools: vec![],
             max_tokens: 50,
             agent: None,

@@ -47,7 +47,7 @@ fn tools() -> Vec<ToolSpec> {
 fn request() -> ModelRequest {
     ModelRequest {
         system: "You are Cubicle.".into(),
-        messages: vec![Message::user_text("Summarise the receipts.")],
+        messages: vec![Message::user_text("Summarise the receipts.")].into(),
         tools: tools(),
         max_tokens: 1024,
         agent: None,
@@ -151,7 +151,8 @@ async fn request_body_and_headers_have_the_documented_shape() {
                     },
                 ],
             },
-        ],
+        ]
+        .into(),
         ..request()
     };
     client(&server)
@@ -387,8 +388,8 @@ async fn thinking_and_its_signature_go_back_unchanged() {
     );
 
     let mut next = request();
-    next.messages.push(response.message);
-    next.messages.push(Message::user_text("Thanks."));
+    std::sync::Arc::make_mut(&mut next.messages).push(response.message);
+    std::sync::Arc::make_mut(&mut next.messages).push(Message::user_text("Thanks."));
     client
         .complete(&next, None, &CancellationToken::new())
         .await

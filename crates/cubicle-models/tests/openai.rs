@@ -27,7 +27,7 @@ fn client(server: &TestServer) -> OpenAiClient {
 fn request() -> ModelRequest {
     ModelRequest {
         system: "You are Cubicle.".into(),
-        messages: vec![Message::user_text("Where is the report?")],
+        messages: vec![Message::user_text("Where is the report?")].into(),
         tools: vec![ToolSpec {
             name: "read_file".into(),
             description: "Read a file.".into(),
@@ -92,7 +92,7 @@ async fn request_body_and_headers_follow_chat_completions() {
         ("openai", "qwen2.5-coder:7b", 32_768)
     );
     let mut req = request();
-    req.messages.push(Message {
+    std::sync::Arc::make_mut(&mut req.messages).push(Message {
         role: Role::Assistant,
         content: vec![
             ContentBlock::Text {
@@ -105,7 +105,7 @@ async fn request_body_and_headers_follow_chat_completions() {
             },
         ],
     });
-    req.messages.push(Message {
+    std::sync::Arc::make_mut(&mut req.messages).push(Message {
         role: Role::User,
         content: vec![ContentBlock::ToolResult {
             tool_use_id: "call_1".into(),

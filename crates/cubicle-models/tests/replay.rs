@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 fn ask(agent: Option<&str>) -> ModelRequest {
     ModelRequest {
         system: String::new(),
-        messages: vec![Message::user_text("go")],
+        messages: vec![Message::user_text("go")].into(),
         tools: vec![],
         max_tokens: 100,
         agent: agent.map(str::to_owned),

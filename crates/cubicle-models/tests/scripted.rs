@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 fn ask(text: &str) -> ModelRequest {
     ModelRequest {
         system: "sys".into(),
-        messages: vec![Message::user_text(text)],
+        messages: vec![Message::user_text(text)].into(),
         tools: vec![],
         max_tokens: 100,
         agent: None,
