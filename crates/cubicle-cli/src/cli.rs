@@ -38,6 +38,9 @@ pub enum Command {
     /// Show and check the effective policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Store secrets that credential rules refer to as keyring:NAME.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Read and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -296,5 +299,17 @@ pub enum AuditCommand {
         /// With otlp: POST the payload to this OTLP/HTTP logs endpoint.
         #[arg(long, value_name = "URL")]
         endpoint: Option<String>,
+    },
+}
+
+/// `cubicle secret …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret (read from stdin) for `secret = "keyring:NAME"` rules.
+    /// It stays on this computer; the egress proxy adds it to requests for
+    /// the rule's domain, and the cubicle never sees it.
+    Set {
+        /// The name the credential rule uses.
+        name: String,
     },
 }

@@ -118,9 +118,14 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
     safety::check_allowed(&policy, &header.backend, model.provider(), model.model())?;
     let audit = safety::open_audit(store.root())?;
     safety::audit_policy(&audit, &id, &policy)?;
-    let proxy = safety::egress(&policy, &id, audit.clone())?;
+    let egress = safety::egress(&policy, &id, audit.clone())?;
     let options = backend::BackendOptions {
-        egress: Some(Arc::new(safety::ProxyConnector(proxy))),
+        egress: Some(Arc::new(safety::ProxyConnector(egress.proxy.clone()))),
+        env: if egress.ca_pem.is_some() {
+            safety::ca_env()
+        } else {
+            Default::default()
+        },
         ..Default::default()
     };
     let computer = backend::start(
@@ -130,6 +135,9 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
         &options,
     )
     .await?;
+    if let Some(pem) = &egress.ca_pem {
+        safety::install_ca(&*computer, pem).await?;
+    }
     let writer = Arc::new(TranscriptWriter::append_to(&path, transcript.last_seq())?);
     writer.append(
         None,
@@ -213,14 +221,21 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     let id = Store::new_session_id();
     let audit = safety::open_audit(store.root())?;
     safety::audit_policy(&audit, &id, &policy)?;
-    let proxy = safety::egress(&policy, &id, audit.clone())?;
+    let egress = safety::egress(&policy, &id, audit.clone())?;
     let workspace = store.workspace_path(&id);
     let options = backend::BackendOptions {
         dangerously_allow_no_landlock: opts.dangerously_allow_no_landlock,
-        egress: Some(Arc::new(safety::ProxyConnector(proxy))),
-        ..Default::default()
+        egress: Some(Arc::new(safety::ProxyConnector(egress.proxy.clone()))),
+        env: if egress.ca_pem.is_some() {
+            safety::ca_env()
+        } else {
+            Default::default()
+        },
     };
     let computer = backend::start(backend_name, grants, workspace, &options).await?;
+    if let Some(pem) = &egress.ca_pem {
+        safety::install_ca(&*computer, pem).await?;
+    }
     let info = computer.info().clone();
     let model_name = format!("{}:{}", model.provider(), model.model());
     audit.append(

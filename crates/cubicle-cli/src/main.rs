@@ -13,6 +13,7 @@ mod policy_cmd;
 mod render;
 mod safety;
 mod sandbox_cmd;
+mod secret_cmd;
 mod sessions_cmd;
 
 use std::process::ExitCode;
@@ -66,6 +67,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd).await,
+        Command::Secret(cmd) => secret_cmd::run(cmd),
         // Handled in `main` before the runtime starts.
         Command::Guest | Command::JailInit => Ok(ExitCode::SUCCESS),
     }

@@ -132,22 +132,74 @@ pub fn audit_policy(audit: &AuditLog, session: &str, policy: &Policy) -> Result<
     Ok(())
 }
 
-/// The session's egress proxy, built from the policy's network rules; every
-/// request it decides is appended to the audit log.
-pub fn egress(policy: &Policy, session: &str, audit: Arc<AuditLog>) -> Result<EgressProxy> {
+/// The session's egress proxy and what the cubicle needs to trust it.
+pub struct Egress {
+    /// The proxy.
+    pub proxy: EgressProxy,
+    /// The per-install CA certificate (PEM), when a credential rule makes
+    /// the proxy terminate TLS for some domain.
+    pub ca_pem: Option<String>,
+}
+
+/// Where commands find the CA bundle that includes the proxy's CA.
+pub const CA_BUNDLE_IN_CUBICLE: &str = "/tmp/.cubicle/ca-bundle.pem";
+
+/// The session's egress proxy, built from the policy's network rules and
+/// credentials; every request it decides is appended to the audit log.
+pub fn egress(policy: &Policy, session: &str, audit: Arc<AuditLog>) -> Result<Egress> {
     let rules = policy.network_rules();
     let to_egress = |r: &cubicle_policy::DomainRule| DomainRule {
         pattern: r.pattern.to_string(),
         origin: r.origin.to_string(),
     };
+    let credentials = policy
+        .credentials()
+        .iter()
+        .map(|c| {
+            Ok(cubicle_egress::CredentialRule {
+                domain: c.domain.to_string(),
+                header: c.header.clone(),
+                value_template: Some(c.value_template.clone()),
+                secret: c
+                    .secret_ref
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("credential for {}: {e}", c.domain))?,
+                origin: c.origin.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ca = if credentials.is_empty() {
+        None
+    } else {
+        let dir = config_dir()
+            .context("cannot find the config folder for the proxy's CA: set HOME")?
+            .join("ca");
+        Some(Arc::new(
+            cubicle_egress::CertificateAuthority::load_or_create(&dir)
+                .with_context(|| format!("loading the proxy's CA in {}", dir.display()))?,
+        ))
+    };
+    let ca_pem = ca.as_ref().map(|c| c.cert_pem().to_owned());
     let config = EgressConfig {
         allow: rules.allow.iter().map(to_egress).collect(),
         deny: rules.deny.iter().map(to_egress).collect(),
+        credentials,
+        ca,
         ..EgressConfig::default()
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<cubicle_egress::EgressEvent>();
+    // Secrets come from the host: its environment, or Cubicle's 0600
+    // secrets file (headless Linux has no keyring service to ask).
+    let file_secrets = match config_dir() {
+        Some(dir) => cubicle_egress::FileSecrets::in_dir(&dir),
+        None => cubicle_egress::FileSecrets::at("/nonexistent/cubicle-secrets"),
+    };
     let proxy = EgressProxy::builder(session, config)
         .events(tx)
+        .secrets(Arc::new(cubicle_egress::HostSecrets::new(
+            cubicle_egress::EnvSecrets,
+            file_secrets,
+        )))
         .build()
         .context("configuring the egress proxy")?;
     let session = session.to_owned();
@@ -167,7 +219,36 @@ pub fn egress(policy: &Policy, session: &str, audit: Arc<AuditLog>) -> Result<Eg
             let _ = tokio::task::spawn_blocking(move || log.append(Some(&session), kind)).await;
         }
     });
-    Ok(proxy)
+    Ok(Egress { proxy, ca_pem })
+}
+
+/// Environment that points TLS clients in the cubicle at the bundle.
+pub fn ca_env() -> std::collections::BTreeMap<String, String> {
+    [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "GIT_SSL_CAINFO",
+    ]
+    .iter()
+    .map(|k| ((*k).to_owned(), CA_BUNDLE_IN_CUBICLE.to_owned()))
+    .collect()
+}
+
+/// Writes the system's CA bundle plus the proxy's CA into the cubicle.
+pub async fn install_ca(computer: &dyn cubicle_sandbox::Computer, ca_pem: &str) -> Result<()> {
+    let mut bundle =
+        std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    if !bundle.ends_with('\n') && !bundle.is_empty() {
+        bundle.push('\n');
+    }
+    bundle.push_str(ca_pem);
+    computer
+        .write_file(CA_BUNDLE_IN_CUBICLE, bundle.into_bytes())
+        .await
+        .context("installing the proxy's CA in the cubicle")?;
+    Ok(())
 }
 
 /// Hands each tunnel from the cubicle's proxy port to the egress proxy.

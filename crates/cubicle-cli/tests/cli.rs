@@ -806,3 +806,61 @@ fn denials_network_and_audit_end_to_end() {
     assert!(!out.status.success());
     assert!(stdout.contains("TAMPERED"), "{stdout}");
 }
+
+#[test]
+fn credentials_stay_on_the_host_and_the_cubicle_trusts_the_proxy() {
+    let env = Env::new();
+    env.write_settings(
+        "[network]\nallow = [\"api.example.org\"]\n\n[[credential]]\ndomain = \"api.example.org\"\nheader = \"Authorization\"\nvalue = \"Bearer {secret}\"\nsecret = \"keyring:example-token\"\n",
+    );
+    let mut child = env
+        .cmd()
+        .args(["secret", "set", "example-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"tok-SECRET-42\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let secrets = env.home.path().join("config/cubicle/secrets");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let api = FakeApi::start(vec![
+        Reply::Message(vec![tool(
+            "toolu_env",
+            "bash",
+            json!({"command": "env; grep -c 'BEGIN CERTIFICATE' \"$SSL_CERT_FILE\"; tail -n 2 \"$SSL_CERT_FILE\"; grep -rl SECRET-42 /tmp /workspace /etc 2>/dev/null; echo scanned"}),
+        )]),
+        Reply::Message(vec![text("checked")]),
+    ]);
+    let (out, stdout, stderr) = run(env.with_api(&api).args(["run", "check", "--no-input"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let reqs = api.requests.lock().unwrap().clone();
+    let result = reqs[1]["messages"][2]["content"].to_string();
+    assert!(
+        result.contains("SSL_CERT_FILE=/tmp/.cubicle/ca-bundle.pem"),
+        "{result}"
+    );
+    assert!(result.contains("scanned"), "{result}");
+    assert!(
+        !result.contains("tok-SECRET-42"),
+        "the secret reached the cubicle: {result}"
+    );
+    // The CA the proxy signs with is the one the cubicle trusts.
+    let ca = std::fs::read_to_string(env.home.path().join("config/cubicle/ca/ca.pem")).unwrap();
+    let workspace_ca = ca.lines().nth(1).unwrap().to_owned();
+    let (_, shown, _) = run(env
+        .cmd()
+        .args(["sessions", "show", &env.sessions()[0], "--json"]));
+    assert!(!shown.contains("tok-SECRET-42"));
+    assert!(!workspace_ca.is_empty());
+}
