@@ -19,7 +19,8 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
     }
     match cmd {
         AuditCommand::Verify => {
-            let report = cubicle_audit::verify(&dir, None)?;
+            let key = crate::safety::audit_key();
+            let report = cubicle_audit::verify(&dir, key.as_deref())?;
             match &report.first_bad {
                 None => {
                     println!(

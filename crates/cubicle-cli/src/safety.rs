@@ -103,10 +103,31 @@ fn decision_line(d: &cubicle_policy::Decision) -> String {
     }
 }
 
+/// Name of the secret that, when stored (`cubicle secret set audit-hmac`),
+/// seals the audit log with HMAC-SHA256 instead of plain SHA-256, so that
+/// someone who can write the log cannot recompute the chain.
+pub const AUDIT_KEY_SECRET: &str = "audit-hmac";
+
+/// The audit log's HMAC key, if the person stored one.
+pub fn audit_key() -> Option<Vec<u8>> {
+    use cubicle_egress::SecretStore as _;
+    let dir = config_dir()?;
+    let secret = cubicle_egress::FileSecrets::in_dir(&dir)
+        .get(&cubicle_egress::SecretRef::Keyring(
+            AUDIT_KEY_SECRET.to_owned(),
+        ))
+        .ok()?;
+    Some(secret.expose().as_bytes().to_vec())
+}
+
 /// Opens the audit log in the data folder.
 pub fn open_audit(data_root: &std::path::Path) -> Result<Arc<AuditLog>> {
     let dir = data_root.join("audit");
-    let log = AuditLog::open(&dir, AuditOptions::default())
+    let options = AuditOptions {
+        key: audit_key(),
+        ..AuditOptions::default()
+    };
+    let log = AuditLog::open(&dir, options)
         .with_context(|| format!("opening the audit log in {}", dir.display()))?;
     Ok(Arc::new(log))
 }

@@ -864,3 +864,31 @@ fn credentials_stay_on_the_host_and_the_cubicle_trusts_the_proxy() {
     assert!(!shown.contains("tok-SECRET-42"));
     assert!(!workspace_ca.is_empty());
 }
+
+#[test]
+fn a_stored_hmac_key_seals_the_audit_log() {
+    let env = Env::new();
+    let mut child = env
+        .cmd()
+        .args(["secret", "set", "audit-hmac"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a-long-random-key\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let api = FakeApi::start(vec![Reply::Message(vec![text("hi")])]);
+    let (out, _, stderr) = run(env.with_api(&api).args(["run", "hello", "--no-input"]));
+    assert!(out.status.success(), "{stderr}");
+    let (out, stdout, _) = run(env.cmd().args(["audit", "verify"]));
+    assert!(out.status.success(), "{stdout}");
+    // Without the key the seals do not check out: they are HMACs, not hashes.
+    std::fs::remove_file(env.home.path().join("config/cubicle/secrets")).unwrap();
+    let (out, stdout, _) = run(env.cmd().args(["audit", "verify"]));
+    assert!(!out.status.success(), "{stdout}");
+}
