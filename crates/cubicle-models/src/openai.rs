@@ -20,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{http_client, secret_header};
 use crate::retry::{
-    Failure, RetryPolicy, Transient, TransientKind, classify_stream_error, from_error_response,
-    from_send_error, with_retries,
+    Failure, RetryPolicy, Transient, TransientKind, classify_stream_error, with_retries,
 };
 use crate::sse::SseStream;
 use crate::{
@@ -142,17 +141,7 @@ impl OpenAiClient {
         body: &Value,
         deltas: Option<&DeltaTx>,
     ) -> Result<ModelResponse, Failure> {
-        let response = self
-            .http
-            .post(&self.url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| from_send_error(&e))?;
-        if !response.status().is_success() {
-            return Err(from_error_response(response).await);
-        }
-        let mut events = SseStream::open(response).await?;
+        let mut events = SseStream::post(&self.http, &self.url, body).await?;
         let mut assembler = Assembler::default();
         while let Some(event) = events.next().await? {
             let data = event.data.trim();

@@ -18,6 +18,25 @@ pub(crate) struct SseStream {
 }
 
 impl SseStream {
+    /// POSTs `body` as JSON to `url` and opens the answer as an event
+    /// stream; an HTTP error status becomes the matching failure.
+    pub async fn post(
+        http: &reqwest::Client,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<Self, Failure> {
+        let response = http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| crate::retry::from_send_error(&e))?;
+        if !response.status().is_success() {
+            return Err(crate::retry::from_error_response(response).await);
+        }
+        Self::open(response).await
+    }
+
     /// Checks that `response` is an event stream and starts reading it.
     pub async fn open(response: reqwest::Response) -> Result<Self, Failure> {
         let content_type = response
