@@ -72,9 +72,13 @@ impl Agent {
     /// The session's main agent.
     pub fn main(shared: Arc<Shared>, tools: Vec<Arc<dyn Tool>>, history: Vec<Message>) -> Self {
         let info = shared.computer.info();
-        let system = shared.config.system_prompt.clone().unwrap_or_else(|| {
+        let mut system = shared.config.system_prompt.clone().unwrap_or_else(|| {
             prompt::system_prompt(info, &shared.config.today, shared.config.interactive)
         });
+        if let Some(extra) = shared.config.prompt_appendix.as_deref() {
+            system.push_str("\n\n");
+            system.push_str(extra);
+        }
         let session_tools = SessionTools {
             todo: true,
             ask: true,

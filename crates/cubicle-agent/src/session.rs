@@ -48,6 +48,8 @@ pub struct SessionConfig {
     pub today: String,
     /// Replaces the built-in system prompt.
     pub system_prompt: Option<String>,
+    /// Appended to the system prompt, e.g. the skill catalog.
+    pub prompt_appendix: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +67,7 @@ impl Default for SessionConfig {
                 .unwrap_or_default()
                 .to_owned(),
             system_prompt: None,
+            prompt_appendix: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use cubicle_sandbox::locate::GuestProgram;
 use cubicle_sandbox::{Computer, Grant};
 
 /// Backends this build can start, best first.
-pub const BACKENDS: &[&str] = &["jail", "host"];
+pub const BACKENDS: &[&str] = &["jail", "vm", "host"];
 
 /// Options that change how a backend starts.
 #[derive(Clone, Default)]
@@ -25,12 +25,15 @@ pub struct BackendOptions {
     pub egress: Option<Arc<dyn EgressConnector>>,
     /// Variables added to every command's environment.
     pub env: BTreeMap<String, String>,
+    /// Skill folders to show read-only at `/mnt/.skills/<name>`.
+    pub skills: Vec<(String, PathBuf)>,
 }
 
 /// Resolves a backend name; `auto` becomes the best isolated backend here.
 pub fn resolve(name: &str) -> Result<&'static str> {
     match name {
         "jail" => Ok("jail"),
+        "vm" => Ok("vm"),
         "host" => Ok("host"),
         "auto" => {
             let features = probe::probe();
@@ -96,8 +99,30 @@ pub async fn start(
                 env: options.env.clone(),
                 dangerously_allow_no_landlock: options.dangerously_allow_no_landlock,
                 egress: options.egress.clone(),
+                skills: options.skills.clone(),
             })
             .await?;
+            Ok(Arc::new(computer))
+        }
+        "vm" => {
+            let cache = cubicle_image::default_cache_dir()?;
+            let image = cubicle_image::find_latest(&cache, cubicle_image::Profile::Office)
+                .or_else(|_| cubicle_image::find_latest(&cache, cubicle_image::Profile::Minimal))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "no cubicle image is built for the vm backend — run `cubicle image build` (needs root, mmdebstrap, erofs-utils and qemu-system-x86)"
+                    )
+                })?;
+            let mut config = cubicle_sandbox::vm::VmConfig::new(
+                cubicle_sandbox::vm::VmImage::from_image(&image),
+                workspace,
+            );
+            config.grants = grants;
+            config.guest = Some(guest_program()?);
+            config.env = options.env.clone();
+            config.egress = options.egress.clone();
+            let computer = cubicle_sandbox::vm::VmComputer::start(config).await?;
+            tracing::info!("vm backend: {}", computer.accel_reason());
             Ok(Arc::new(computer))
         }
         "host" => {

@@ -38,6 +38,19 @@ pub enum Command {
     /// Show and check the effective policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// See Cubicle do a real task with no API key: a recorded expense report.
+    Demo(crate::demo_cmd::DemoArgs),
+    /// Run and compare evaluation suites of knowledge-work tasks.
+    #[command(subcommand)]
+    Eval(crate::eval_cmd::EvalCommand),
+    /// Build, list, verify and prune cubicle images (for the vm backend).
+    #[command(subcommand)]
+    Image(crate::image_cmd::ImageCommand),
+    /// The local server and web UI (the app most people use).
+    Serve(crate::serve_cmd::ServeArgs),
+    /// Skills: list, show, create, validate, private preferences, export and import.
+    #[command(subcommand)]
+    Skill(crate::skill_cmd::SkillCommand),
     /// Store secrets that credential rules refer to as keyring:NAME.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -73,8 +86,8 @@ pub struct SessionOpts {
     /// Transcript whose model side to play back (with --provider replay).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
-    /// Where commands run: auto (the best isolated backend here), jail, or
-    /// host (no isolation).
+    /// Where commands run: auto (the best isolated backend here), jail, vm
+    /// (needs `cubicle image build`), or host (no isolation).
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Run the jail even where the kernel cannot enforce landlock (the

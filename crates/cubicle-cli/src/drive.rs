@@ -223,7 +223,9 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     safety::audit_policy(&audit, &id, &policy)?;
     let egress = safety::egress(&policy, &id, audit.clone())?;
     let workspace = store.workspace_path(&id);
+    let skills = discover_skills(&grants, opts.trust);
     let options = backend::BackendOptions {
+        skills: skills.mounts.clone(),
         dangerously_allow_no_landlock: opts.dangerously_allow_no_landlock,
         egress: Some(Arc::new(safety::ProxyConnector(egress.proxy.clone()))),
         env: if egress.ca_pem.is_some() {
@@ -264,8 +266,13 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         &store.transcript_path(&id),
         &header,
     )?);
+    let mut tools = tools_for(&policy);
+    if let Some(tool) = skills.tool.clone() {
+        tools.push(tool);
+    }
     let session_config = SessionConfig {
         interactive: !opts.no_input,
+        prompt_appendix: skills.prompt.clone(),
         max_turns: opts.max_turns.or(config.max_turns).unwrap_or(200),
         max_total_tokens: opts.max_tokens,
         max_wall: time_limit,
@@ -276,7 +283,7 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         model,
         computer: computer.clone(),
         transcript: writer,
-        tools: tools_for(&policy),
+        tools,
         gate: Arc::new(PolicyGate(policy.clone())),
         config: session_config,
         history: Vec::new(),
@@ -289,6 +296,58 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         handle,
         audit,
     })
+}
+
+/// The skills a session can use: their catalog for the system prompt, the
+/// `skill` tool, and their folders to show read-only in the cubicle.
+struct SessionSkills {
+    prompt: Option<String>,
+    tool: Option<Arc<dyn cubicle_tools::Tool>>,
+    mounts: Vec<(String, std::path::PathBuf)>,
+}
+
+/// Tokens of the system prompt the skill catalog may use.
+const SKILL_CATALOG_BUDGET: usize = 2_000;
+
+fn discover_skills(grants: &[Grant], trust: bool) -> SessionSkills {
+    let folders: Vec<(std::path::PathBuf, bool)> = grants
+        .iter()
+        .map(|g| (g.host_path.clone(), trust))
+        .collect();
+    let roots = cubicle_skills::SkillRoots::from_env(&folders);
+    let found = cubicle_skills::discover(&roots);
+    for n in &found.notices {
+        tracing::info!("skills: {n}");
+    }
+    if found.catalog.is_empty() {
+        return SessionSkills {
+            prompt: None,
+            tool: None,
+            mounts: Vec::new(),
+        };
+    }
+    let mounts = found
+        .catalog
+        .skills()
+        .iter()
+        .map(|s| (s.name.clone(), s.host_dir().to_path_buf()))
+        .collect();
+    let catalog = found.catalog.render(SKILL_CATALOG_BUDGET);
+    let prompt = (!catalog.is_empty()).then(|| {
+        format!(
+            "# Skills\nThese skills hold instructions and scripts for particular kinds of work. When one fits the task, activate it with the `skill` tool before starting; its files are read-only under /mnt/.skills/<name>.\n{catalog}"
+        )
+    });
+    let prefs = crate::config::config_dir().map(|d| cubicle_skills::prefs_dir(&d));
+    let tool: Arc<dyn cubicle_tools::Tool> = Arc::new(cubicle_skills::SkillTool::new(
+        Arc::new(std::sync::RwLock::new(found.catalog)),
+        prefs,
+    ));
+    SessionSkills {
+        prompt,
+        tool: Some(tool),
+        mounts,
+    }
 }
 
 /// The computer tools the policy does not disable.
@@ -465,5 +524,70 @@ async fn next_message(input: &mut Input) -> Option<String> {
             "/exit" | "/quit" => return None,
             text => return Some(text.to_owned()),
         }
+    }
+}
+
+/// Starts sessions for the web UI the way `cubicle run` does: same policy,
+/// audit, egress and backend; the browser answers questions and approvals.
+pub struct CliStarter;
+
+#[async_trait::async_trait]
+impl cubicle_server::SessionStarter for CliStarter {
+    async fn start(
+        &self,
+        req: cubicle_server::StartRequest,
+    ) -> Result<cubicle_server::StartedSession, String> {
+        let opts = SessionOpts {
+            grants: req
+                .grants
+                .iter()
+                .map(|g| format!("{}:{}", g.path, if g.writable { "rw" } else { "ro" }))
+                .collect(),
+            provider: None,
+            model: req.model.clone(),
+            base_url: None,
+            replay: None,
+            backend: req.backend.clone().unwrap_or_else(|| "auto".into()),
+            dangerously_allow_no_landlock: false,
+            no_input: false,
+            allow: Vec::new(),
+            ask: Vec::new(),
+            deny: Vec::new(),
+            allow_domain: Vec::new(),
+            settings: Vec::new(),
+            trust: false,
+            max_turns: None,
+            max_tokens: None,
+            time_limit: None,
+            json: false,
+        };
+        let started = start(&opts, Some(&req.task))
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let Started {
+            id,
+            store,
+            computer,
+            handle,
+            audit,
+        } = started;
+        let workspace = store.workspace_path(&id);
+        let end_id = id.clone();
+        let on_end: cubicle_server::OnEnd = Box::new(move |end: cubicle_server::SessionEnd| {
+            Box::pin(async move {
+                let outcome = Ok(Outcome {
+                    code: ExitCode::SUCCESS,
+                    reason: end.reason,
+                    usage: end.usage,
+                });
+                finish(&*computer, &store, &end_id, &audit, &outcome).await;
+            })
+        });
+        Ok(cubicle_server::StartedSession {
+            id,
+            handle,
+            workspace,
+            on_end: Some(on_end),
+        })
     }
 }

@@ -6,15 +6,20 @@ mod backend;
 mod bench;
 mod cli;
 mod config;
+mod demo_cmd;
 mod doctor;
 mod drive;
+mod eval_cmd;
+mod image_cmd;
 mod interact;
 mod policy_cmd;
 mod render;
 mod safety;
 mod sandbox_cmd;
 mod secret_cmd;
+mod serve_cmd;
 mod sessions_cmd;
+mod skill_cmd;
 
 use std::process::ExitCode;
 
@@ -68,6 +73,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd).await,
         Command::Secret(cmd) => secret_cmd::run(cmd),
+        Command::Serve(args) => serve_cmd::run(args, std::sync::Arc::new(drive::CliStarter)).await,
+        Command::Skill(cmd) => skill_cmd::run(cmd).await,
+        Command::Demo(args) => demo_cmd::run(args).await,
+        Command::Image(cmd) => image_cmd::run(cmd).await,
+        Command::Eval(cmd) => eval_cmd::run(cmd).await,
         // Handled in `main` before the runtime starts.
         Command::Guest | Command::JailInit => Ok(ExitCode::SUCCESS),
     }

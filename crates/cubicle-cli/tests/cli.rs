@@ -892,3 +892,86 @@ fn a_stored_hmac_key_seals_the_audit_log() {
     let (out, stdout, _) = run(env.cmd().args(["audit", "verify"]));
     assert!(!out.status.success(), "{stdout}");
 }
+
+#[test]
+fn demo_runs_the_expense_report_without_a_key() {
+    let env = Env::new();
+    let out_dir = env.home.path().join("demo");
+    let (out, stdout, stderr) = run(env.cmd().arg("demo").arg("--out").arg(&out_dir));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let shown = format!("{stdout}{stderr}");
+    assert!(shown.contains("recorded"), "{shown}");
+    assert!(shown.contains("ANTHROPIC_API_KEY"), "{shown}");
+    let totals = std::fs::read_to_string(out_dir.join("report/totals.csv")).unwrap();
+    assert!(totals.contains("TOTAL,796.25"), "{totals}");
+    assert!(out_dir.join("transcript.jsonl").is_file());
+}
+
+#[test]
+fn skills_are_offered_activated_with_preferences_and_their_scripts_run_inside() {
+    let env = Env::new();
+    let skill = env.home.path().join("config/cubicle/skills/expense-rules");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::write(
+        skill.join("SKILL.md"),
+        "---\nname: expense-rules\ndescription: Company rules for expense reports. Use when building an expense report.\n---\nRun `${CUBICLE_SKILL_DIR}/check.sh $ARGUMENTS` before finishing.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        skill.join("check.sh"),
+        "#!/bin/sh\necho \"policy ok for $1\"\n",
+    )
+    .unwrap();
+    let (out, _, stderr) =
+        run(env
+            .cmd()
+            .args(["skill", "prefs", "expense-rules", "set", "currency", "EUR"]));
+    assert!(out.status.success(), "{stderr}");
+    let api = FakeApi::start(vec![
+        Reply::Message(vec![tool(
+            "toolu_s",
+            "skill",
+            json!({"name": "expense-rules", "arguments": "Q3"}),
+        )]),
+        Reply::Message(vec![
+            tool(
+                "toolu_r",
+                "bash",
+                json!({"command": "sh /mnt/.skills/expense-rules/check.sh Q3"}),
+            ),
+            tool(
+                "toolu_w",
+                "bash",
+                json!({"command": "touch /mnt/.skills/expense-rules/evil"}),
+            ),
+        ]),
+        Reply::Message(vec![text("done")]),
+    ]);
+    let (out, stdout, stderr) =
+        run(env
+            .with_api(&api)
+            .args(["run", "Build my report", "--no-input"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let reqs = api.requests.lock().unwrap().clone();
+    // The catalog is in the system prompt; the tool is offered.
+    assert!(
+        reqs[0]["system"].to_string().contains("expense-rules"),
+        "{}",
+        reqs[0]["system"]
+    );
+    assert!(reqs[0]["tools"].to_string().contains("\"skill\""));
+    // Activation returns the body with its folder and arguments filled in,
+    // and the person's private preferences.
+    let activation = reqs[1]["messages"][2]["content"].to_string();
+    assert!(
+        activation.contains("/mnt/.skills/expense-rules/check.sh Q3"),
+        "{activation}"
+    );
+    assert!(activation.contains("currency"), "{activation}");
+    assert!(activation.contains("EUR"), "{activation}");
+    // The bundled script runs inside the cubicle, and the skill is read-only there.
+    let results = reqs[2]["messages"][4]["content"].to_string();
+    assert!(results.contains("policy ok for Q3"), "{results}");
+    assert!(results.contains("Read-only file system"), "{results}");
+    assert!(!skill.join("evil").exists());
+}

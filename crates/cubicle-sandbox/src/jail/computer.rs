@@ -120,6 +120,17 @@ impl JailComputer {
                 writable: g.writable,
             });
         }
+        let mut skills = Vec::new();
+        for (name, dir) in &config.skills {
+            let host_path = std::fs::canonicalize(dir).map_err(|e| {
+                SandboxError::Config(format!("cannot mount the skill `{name}`: {e}"))
+            })?;
+            skills.push(GrantSpec {
+                host_path,
+                name: name.clone(),
+                writable: false,
+            });
+        }
         let guest = std::fs::canonicalize(&config.guest.path).map_err(|e| {
             SandboxError::Start(format!(
                 "cannot find the guest {}: {e} — build it with `cargo build -p cubicle-guest`",
@@ -136,6 +147,7 @@ impl JailComputer {
             guest_args: config.guest.args.clone(),
             workspace: workspace.clone(),
             grants,
+            skills,
             rootfs: config.rootfs.clone(),
             limits: config.limits.clone(),
             dangerously_allow_no_landlock: config.dangerously_allow_no_landlock,

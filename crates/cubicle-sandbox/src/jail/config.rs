@@ -40,6 +40,9 @@ pub struct JailConfig {
     /// Where connections to the in-cubicle proxy port go (the host's egress
     /// proxy); `None` refuses them all.
     pub egress: Option<Arc<dyn EgressConnector>>,
+    /// Skill folders (name, host path), visible read-only at
+    /// `/mnt/.skills/<name>` so that scripts bundled with a skill run inside.
+    pub skills: Vec<(String, PathBuf)>,
 }
 
 impl std::fmt::Debug for JailConfig {
@@ -53,6 +56,7 @@ impl std::fmt::Debug for JailConfig {
             .field("limits", &self.limits)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("egress", &self.egress.is_some())
+            .field("skills", &self.skills)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +143,9 @@ pub struct LaunchSpec {
     pub workspace: PathBuf,
     /// Grants, already checked to exist.
     pub grants: Vec<GrantSpec>,
+    /// Skill folders, mounted read-only at `/mnt/.skills/<name>`.
+    #[serde(default)]
+    pub skills: Vec<GrantSpec>,
     /// Image root file system, when one is used.
     pub rootfs: Option<PathBuf>,
     /// Resource limits.
@@ -182,6 +189,7 @@ mod tests {
             guest: "/g".into(),
             guest_args: vec![],
             workspace: "/w".into(),
+            skills: vec![],
             grants: vec![GrantSpec {
                 host_path: "/h".into(),
                 name: "h".into(),

@@ -140,6 +140,15 @@ pub fn build_root(spec: &LaunchSpec) -> Result<(), InitError> {
         check_dir(&fd, &g.host_path)?;
         grants.push((g, fd));
     }
+    let mut skills = Vec::new();
+    for s in &spec.skills {
+        if s.name.is_empty() || s.name.contains('/') || s.name.starts_with('.') {
+            return Err(InitError::new(format!("bad skill name `{}`", s.name)));
+        }
+        let fd = open_path(&s.host_path)?;
+        check_dir(&fd, &s.host_path)?;
+        skills.push((s, fd));
+    }
     let guest = open_path(&spec.guest)?;
 
     // 3b: the staging root, a tmpfs only the jail sees.
@@ -205,6 +214,20 @@ pub fn build_root(spec: &LaunchSpec) -> Result<(), InitError> {
             Bind::ReadOnly
         };
         place(root, &Path::new("mnt").join(&g.name), &src, mode)?;
+    }
+    // Skills are read-only: a skill's scripts run inside, and nothing in
+    // the cubicle may change the portable skill.
+    if !skills.is_empty() {
+        mkdir(&root.join("mnt/.skills"))?;
+    }
+    for (s, fd) in skills {
+        let src = Source::Bind { fd, dir: true };
+        place(
+            root,
+            &Path::new("mnt/.skills").join(&s.name),
+            &src,
+            Bind::ReadOnly,
+        )?;
     }
     mkdir(&root.join(".cubicle"))?;
     let guest = Source::Bind {

@@ -76,6 +76,7 @@ pub fn config(workspace: &Path, grants: Vec<Grant>) -> JailConfig {
         env: Default::default(),
         dangerously_allow_no_landlock: false,
         egress: None,
+        skills: Vec::new(),
     }
 }
 

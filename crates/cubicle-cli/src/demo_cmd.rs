@@ -1,0 +1,236 @@
+//! `cubicle demo`: the expense-report task end to end in a real cubicle, with
+//! no API key. The receipts and the hand-written reference transcript ship
+//! inside the binary; the model's side is that recording, every command and
+//! file it makes really runs, and the report lands in a folder you can open.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use cubicle_eval::grader::{Check, GraderSpec};
+use cubicle_eval::runner::{EvalRunner, Observer, ReplaySource, RunMode};
+use cubicle_eval::task::{Budget, GrantSpec, TaskSpec};
+use cubicle_protocol::conversation::ContentBlock;
+use cubicle_protocol::events::{Event, EventMsg};
+use cubicle_protocol::transcript::Record;
+
+/// The receipts, by file name.
+const RECEIPTS: &[(&str, &str)] = &[
+    (
+        "2026-09.csv",
+        include_str!("../../../examples/expenses/receipts/2026-09.csv"),
+    ),
+    (
+        "2026-10.csv",
+        include_str!("../../../examples/expenses/receipts/2026-10.csv"),
+    ),
+    (
+        "2026-11.csv",
+        include_str!("../../../examples/expenses/receipts/2026-11.csv"),
+    ),
+];
+
+/// The hand-written solution that plays the model's side.
+const REFERENCE: &str = include_str!("../../../examples/expenses/reference.jsonl");
+
+const PROMPT: &str = "Turn the receipts in my Receipts folder into an expense report: one CSV with every receipt and its month, totals per category, and a short summary I can send to finance.";
+
+/// `cubicle demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Folder for the receipts, the report and the session's transcript.
+    #[arg(long, default_value = "cubicle-demo-output")]
+    pub out: PathBuf,
+    /// Backend: auto (jail if usable, else host with a warning), jail or host.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+}
+
+struct Terminal;
+
+impl Observer for Terminal {
+    fn computer_started(&self, _task: &TaskSpec, info: &cubicle_sandbox::ComputerInfo) {
+        eprintln!(
+            "▸ cubicle started: backend {}{}; the receipts are at {} (read-only), scratch space at {}",
+            info.backend,
+            if info.isolated {
+                ""
+            } else {
+                " — NOT isolated"
+            },
+            info.grants.first().map_or("?", |g| g.path.as_str()),
+            info.workspace
+        );
+    }
+
+    fn event(&self, _task: &TaskSpec, msg: &EventMsg) {
+        match &msg.event {
+            Event::AssistantMessage { message, .. } => {
+                for block in &message.content {
+                    if let ContentBlock::Text { text } = block
+                        && !text.trim().is_empty()
+                    {
+                        eprintln!(
+                            "  model (recorded): {}",
+                            text.lines().next().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Event::ToolCallStarted { summary, .. } => eprintln!("  ▸ {summary}"),
+            Event::ToolCallFinished {
+                is_error: true,
+                output,
+                ..
+            } => eprintln!("    ✗ {}", output.lines().next().unwrap_or_default()),
+            _ => {}
+        }
+    }
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let out = std::fs::canonicalize(&args.out)?;
+    let receipts = out.join("receipts");
+    std::fs::create_dir_all(&receipts)?;
+    for (name, text) in RECEIPTS {
+        std::fs::write(receipts.join(name), text)?;
+    }
+    let reference = out.join(".reference.jsonl");
+    std::fs::write(&reference, REFERENCE)?;
+    let path = |p: &str| p.to_owned();
+    let task = TaskSpec {
+        id: "expense-report".into(),
+        category: "finance".into(),
+        prompt: PROMPT.into(),
+        ambiguous: false,
+        grants: vec![GrantSpec {
+            name: "receipts".into(),
+            fixtures: Some("receipts".into()),
+            writable: false,
+        }],
+        budget: Budget::default(),
+        tools: None,
+        answers: Default::default(),
+        graders: vec![
+            GraderSpec {
+                id: Some("totals".into()),
+                check: Check::TextContains {
+                    path: path("/workspace/report/totals.csv"),
+                    all: vec!["TOTAL,796.25".into(), "lodging,410.40".into()],
+                    none: vec![],
+                    ignore_case: false,
+                },
+            },
+            GraderSpec {
+                id: Some("summary".into()),
+                check: Check::TextContains {
+                    path: path("/workspace/report/summary.md"),
+                    all: vec!["796.25 EUR".into()],
+                    none: vec![],
+                    ignore_case: false,
+                },
+            },
+            GraderSpec {
+                id: Some("stayed in its folders".into()),
+                check: Check::StayedInGrants,
+            },
+        ],
+        wrong: vec![],
+        dir: out.clone(),
+    };
+    eprintln!("cubicle demo: an expense report from three months of receipts.");
+    eprintln!(
+        "  The model's side is a RECORDING (a hand-written reference transcript, not a live model);"
+    );
+    eprintln!("  every command and file write below really runs, inside a cubicle.\n");
+    let factory = crate::eval_cmd::factory(&args.backend)?;
+    let runner = EvalRunner::new(Arc::new(factory), out.join(".run")).observer(Arc::new(Terminal));
+    let run = runner
+        .run_task(&task, &RunMode::Replay(ReplaySource::File(reference)))
+        .await?;
+    let report_dir = out.join("report");
+    copy_dir(&run.paths.workspace.join("report"), &report_dir)?;
+    std::fs::copy(&run.report.transcript, out.join("transcript.jsonl"))?;
+
+    eprintln!("\nWhat the session recorded (transcript.jsonl):");
+    summarise(Path::new(&run.report.transcript))?;
+    eprintln!("\nChecks on the output:");
+    for g in &run.report.grades {
+        eprintln!(
+            "  {} {} — {}",
+            if g.passed { "✓" } else { "✗" },
+            g.id,
+            g.detail
+        );
+    }
+    eprintln!("\nThe report is in {}:", report_dir.display());
+    let mut files: Vec<_> = std::fs::read_dir(&report_dir)?
+        .filter_map(|e| e.ok())
+        .collect();
+    files.sort_by_key(|e| e.file_name());
+    for f in files {
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        eprintln!("  {} ({size} bytes)", f.file_name().to_string_lossy());
+    }
+    eprintln!(
+        "\nTo run it live with a real model:\n  ANTHROPIC_API_KEY=… cubicle run \"{PROMPT}\" --grant {}",
+        receipts.display()
+    );
+    Ok(if run.report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("no output in {}", from.display()))?
+    {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the model turns, tool calls with the gate's decisions, and files written.
+fn summarise(transcript: &Path) -> Result<()> {
+    let t = cubicle_agent::Transcript::load(transcript)?;
+    let (mut turns, mut allowed, mut denied, mut errors) = (0, 0, 0, 0);
+    for e in &t.entries {
+        match &e.record {
+            Record::ModelResponse { .. } => turns += 1,
+            Record::Decision { allowed: true, .. } => allowed += 1,
+            Record::Decision { allowed: false, .. } => denied += 1,
+            Record::ToolResult { is_error: true, .. } => errors += 1,
+            _ => {}
+        }
+    }
+    eprintln!(
+        "  {turns} model turns (recorded), {allowed} tool calls allowed, {denied} denied, {errors} failed"
+    );
+    for e in &t.entries {
+        if let Record::ModelResponse { message, .. } = &e.record {
+            for b in &message.content {
+                if let ContentBlock::ToolUse { name, input, .. } = b {
+                    let what = input
+                        .get("command")
+                        .or_else(|| input.get("path"))
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("");
+                    if !what.is_empty() {
+                        eprintln!("  {name}: {}", what.lines().next().unwrap_or_default());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,620 @@
+//! The host side of the `vm` backend: starts QEMU, waits for the image's
+//! init to say it is ready, connects a [`GuestClient`] over the
+//! virtio-serial port's socket, watches the VM (heartbeat, QEMU's exit) and
+//! tears it down.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cubicle_image::initramfs::{ERROR_PREFIX, READY_LINE};
+use cubicle_protocol::events::GrantInfo;
+use cubicle_protocol::guest::{ExecRequest, GuestConfig};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::accel::{self, AccelChoice};
+use super::config::VmConfig;
+use super::qemu::{self, GUEST_MOUNT, GUEST_TAG, Launch, Share, WORKSPACE_TAG};
+use super::{EGRESS_LISTEN, WORKSPACE};
+use crate::computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};
+use crate::guest_client::GuestClient;
+
+/// How long `stop` waits for the guest and then for QEMU.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Console lines kept for error messages.
+const CONSOLE_TAIL: usize = 30;
+
+/// Makes run directories unique within this process.
+static VM_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// State shared with the VM's background tasks.
+#[derive(Debug, Default)]
+struct Watch {
+    /// Last lines of the serial console.
+    console: Mutex<VecDeque<String>>,
+    /// QEMU's stderr.
+    stderr: Mutex<String>,
+    /// Why the computer is dead, once it is.
+    dead: Mutex<Option<String>>,
+    /// Set while `stop` runs, so QEMU's exit is not reported as a crash.
+    stopping: AtomicBool,
+}
+
+impl Watch {
+    fn console_tail(&self) -> String {
+        self.console
+            .lock()
+            .map(|c| c.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+
+    fn mark_dead(&self, reason: String) {
+        if let Ok(mut d) = self.dead.lock()
+            && d.is_none()
+        {
+            tracing::error!(target: "cubicle::vm", "{reason}");
+            *d = Some(reason);
+        }
+    }
+
+    fn dead(&self) -> Option<String> {
+        self.dead.lock().ok().and_then(|d| d.clone())
+    }
+
+    /// Why QEMU or the init failed, for a start error.
+    fn failure(&self) -> String {
+        let console = self.console_tail();
+        let init_error = console
+            .lines()
+            .find_map(|l| l.split_once(ERROR_PREFIX).map(|(_, m)| m.to_owned()));
+        let stderr = self
+            .stderr
+            .lock()
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        match (init_error, stderr.is_empty()) {
+            (Some(e), _) => format!("the VM's init failed: {e}"),
+            (None, false) => format!("QEMU failed: {stderr}"),
+            (None, true) if console.is_empty() => "the VM printed nothing".to_owned(),
+            (None, true) => format!("the VM's console ended with:\n{console}"),
+        }
+    }
+}
+
+/// A cubicle in a QEMU micro-VM.
+pub struct VmComputer {
+    info: ComputerInfo,
+    client: Arc<GuestClient>,
+    watch: Arc<Watch>,
+    qemu_pid: Option<u32>,
+    kill: Arc<Notify>,
+    exited: watch::Receiver<bool>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
+    heartbeat: JoinHandle<()>,
+    run_dir: PathBuf,
+    accel: AccelChoice,
+    boot_time: Duration,
+    stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for VmComputer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmComputer")
+            .field("info", &self.info)
+            .field("qemu_pid", &self.qemu_pid)
+            .field("accel", &self.accel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The base environment of every command: nothing of the host's.
+fn base_env() -> BTreeMap<String, String> {
+    let proxy = format!("http://{EGRESS_LISTEN}");
+    BTreeMap::from(
+        [
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            ("HOME", WORKSPACE),
+            ("LANG", "C.UTF-8"),
+            ("TMPDIR", "/tmp"),
+            ("HTTP_PROXY", &proxy),
+            ("HTTPS_PROXY", &proxy),
+            ("http_proxy", &proxy),
+            ("https_proxy", &proxy),
+            ("NO_PROXY", "localhost,127.0.0.1"),
+            ("no_proxy", "localhost,127.0.0.1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+}
+
+fn utf8(path: &Path) -> Result<String, SandboxError> {
+    path.to_str().map(str::to_owned).ok_or_else(|| {
+        SandboxError::Config(format!(
+            "{} is not valid UTF-8; rename it to use it with cubicle",
+            path.display()
+        ))
+    })
+}
+
+impl VmComputer {
+    /// Boots the VM, waits for its guest and connects to it.
+    pub async fn start(config: VmConfig) -> Result<Self, SandboxError> {
+        let started = Instant::now();
+        for (what, path) in [
+            ("kernel", &config.image.kernel),
+            ("initramfs", &config.image.initramfs),
+            ("root disk", &config.image.root_disk),
+        ] {
+            if !path.is_file() {
+                return Err(SandboxError::Start(format!(
+                    "the image's {what} {} is missing — build the image with `cubicle image build`",
+                    path.display()
+                )));
+            }
+        }
+        std::fs::create_dir_all(&config.workspace).map_err(|e| {
+            SandboxError::Start(format!(
+                "cannot create the workspace {}: {e}",
+                config.workspace.display()
+            ))
+        })?;
+        let workspace = std::fs::canonicalize(&config.workspace)?;
+        let mut shares = vec![Share {
+            tag: WORKSPACE_TAG.to_owned(),
+            host: workspace.clone(),
+            guest: WORKSPACE.to_owned(),
+            writable: true,
+        }];
+        let mut infos = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, g) in config.grants.iter().enumerate() {
+            let host = std::fs::canonicalize(&g.host_path).map_err(|_| {
+                SandboxError::Config(format!(
+                    "cannot grant {}: no such folder — check the path exists",
+                    g.host_path.display()
+                ))
+            })?;
+            if !host.is_dir() {
+                return Err(SandboxError::Config(format!(
+                    "cannot grant {}: it is not a folder — grant the folder that holds it",
+                    host.display()
+                )));
+            }
+            if !names.insert(g.name.clone()) {
+                return Err(SandboxError::Config(format!(
+                    "two grants are both named `{}` — make names unique with grants::dedupe_names",
+                    g.name
+                )));
+            }
+            infos.push(GrantInfo {
+                host_path: utf8(&host)?,
+                path: g.guest_path(),
+                writable: g.writable,
+            });
+            shares.push(Share {
+                tag: format!("g{i}"),
+                host,
+                guest: g.guest_path(),
+                writable: g.writable,
+            });
+        }
+
+        let accel = accel::choose(config.accel, &config.qemu, &config.image)
+            .await
+            .map_err(SandboxError::Start)?;
+        tracing::info!(target: "cubicle::vm", accel = accel.qemu_name(), "{}", accel.reason);
+
+        let run_dir = config.run_dir.join(format!(
+            "cubicle-vm-{}-{}",
+            std::process::id(),
+            VM_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::create_dir_all(&run_dir).map_err(|e| {
+            SandboxError::Start(format!("cannot create {}: {e}", run_dir.display()))
+        })?;
+        match Self::boot(
+            config,
+            accel,
+            run_dir.clone(),
+            workspace,
+            shares,
+            infos,
+            started,
+        )
+        .await
+        {
+            Ok(vm) => Ok(vm),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&run_dir);
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn boot(
+        config: VmConfig,
+        accel: AccelChoice,
+        run_dir: PathBuf,
+        workspace: PathBuf,
+        mut shares: Vec<Share>,
+        infos: Vec<GrantInfo>,
+        started: Instant,
+    ) -> Result<Self, SandboxError> {
+        let guest_path = match &config.guest {
+            None => "/usr/local/bin/cubicle-guest".to_owned(),
+            Some(g) => {
+                // Share a directory holding only the guest, never its
+                // build directory.
+                let dir = run_dir.join("guest");
+                std::fs::create_dir_all(&dir)?;
+                let dest = dir.join("cubicle-guest");
+                if std::fs::hard_link(&g.path, &dest).is_err() {
+                    std::fs::copy(&g.path, &dest).map_err(|e| {
+                        SandboxError::Start(format!(
+                            "cannot stage the guest {}: {e} — build it with `cargo build -p cubicle-guest`",
+                            g.path.display()
+                        ))
+                    })?;
+                }
+                shares.push(Share {
+                    tag: GUEST_TAG.to_owned(),
+                    host: dir,
+                    guest: GUEST_MOUNT.to_owned(),
+                    writable: false,
+                });
+                format!("{GUEST_MOUNT}/cubicle-guest")
+            }
+        };
+        let channel = run_dir.join("chan.sock");
+        let console = run_dir.join("con.sock");
+        let launch = Launch {
+            image: &config.image,
+            accel: &accel,
+            memory_mib: config.memory_mib,
+            cpus: config.cpus,
+            overlay_mib: config.overlay_mib,
+            shares: &shares,
+            guest_path: &guest_path,
+            channel: &channel,
+            console: &console,
+            sandbox: accel::sandbox_supported(&config.qemu),
+            tsc_khz: match accel.accel {
+                super::Accel::Kvm => None,
+                super::Accel::Auto | super::Accel::Tcg => qemu::host_tsc_khz(),
+            },
+        };
+        let args = qemu::args(&launch)?;
+        tracing::debug!(target: "cubicle::vm", ?args, "starting QEMU");
+
+        let mut cmd = tokio::process::Command::new(&config.qemu);
+        cmd.args(&args)
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls prctl, which is async-signal-safe. The death signal follows
+        // the spawning thread; tokio spawns from a worker thread, which lives
+        // as long as the runtime.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            SandboxError::Start(if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "QEMU ({}) is not installed — install the Debian package qemu-system-x86",
+                    config.qemu.display()
+                )
+            } else {
+                format!("cannot run {}: {e}", config.qemu.display())
+            })
+        })?;
+        let qemu_pid = child.id();
+        let watch_state = Arc::new(Watch::default());
+        if let Some(stderr) = child.stderr.take() {
+            let w = watch_state.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut stderr = stderr;
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Ok(mut s) = w.stderr.lock() {
+                        *s = String::from_utf8_lossy(&buf).into_owned();
+                    }
+                }
+            });
+        }
+        let kill = Arc::new(Notify::new());
+        let (exit_tx, exited) = watch::channel(false);
+        let watcher = {
+            let kill = kill.clone();
+            let w = watch_state.clone();
+            tokio::spawn(async move {
+                let status = tokio::select! {
+                    s = child.wait() => s,
+                    () = kill.notified() => {
+                        let _ = child.start_kill();
+                        child.wait().await
+                    }
+                };
+                if !w.stopping.load(Ordering::SeqCst) {
+                    let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    w.mark_dead(format!(
+                        "the VM exited unexpectedly ({how}); {}",
+                        w.failure()
+                    ));
+                }
+                let _ = exit_tx.send(true);
+            })
+        };
+        let mut vm_exit = exited.clone();
+
+        // The console socket appears once QEMU has parsed its options.
+        let ready = Arc::new(Notify::new());
+        let deadline = tokio::time::Instant::now() + config.boot_timeout;
+        let boot = async {
+            let stream = loop {
+                if *vm_exit.borrow() {
+                    return Err(watch_state.failure());
+                }
+                match tokio::net::UnixStream::connect(&console).await {
+                    Ok(s) => break s,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            };
+            tokio::spawn(read_console(stream, watch_state.clone(), ready.clone()));
+            tokio::select! {
+                () = ready.notified() => Ok(()),
+                _ = vm_exit.wait_for(|e| *e) => Err(watch_state.failure()),
+            }
+        };
+        let booted = tokio::time::timeout_at(deadline, boot).await;
+        let fail = |msg: String| {
+            kill.notify_one();
+            SandboxError::Start(msg)
+        };
+        match booted {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => return Err(fail(msg)),
+            Err(_) => {
+                return Err(fail(format!(
+                    "the VM did not become ready within {} s ({}); {}",
+                    config.boot_timeout.as_secs(),
+                    accel.reason,
+                    watch_state.failure()
+                )));
+            }
+        }
+        let stream = tokio::net::UnixStream::connect(&channel)
+            .await
+            .map_err(|e| fail(format!("cannot connect to the VM's guest channel: {e}")))?;
+        let (reader, writer) = stream.into_split();
+        let mut env = base_env();
+        env.extend(config.env.clone());
+        let guest_config = GuestConfig {
+            workspace: WORKSPACE.to_owned(),
+            // The VM is the boundary; the guest sees only what is mounted.
+            roots: Vec::new(),
+            env,
+            egress_listen: Some(EGRESS_LISTEN.to_owned()),
+        };
+        let client =
+            match GuestClient::connect(reader, writer, guest_config, config.egress.clone()).await {
+                Ok(c) => Arc::new(c),
+                Err(e) => return Err(fail(format!("{e}; {}", watch_state.failure()))),
+            };
+        let boot_time = started.elapsed();
+        tracing::info!(
+            target: "cubicle::vm",
+            pid = qemu_pid,
+            accel = accel.qemu_name(),
+            boot_ms = boot_time.as_millis() as u64,
+            "VM ready"
+        );
+        let heartbeat = tokio::spawn(heartbeat(
+            Arc::downgrade(&client),
+            watch_state.clone(),
+            kill.clone(),
+            config.heartbeat_interval,
+            config.heartbeat_timeout,
+        ));
+        Ok(Self {
+            info: ComputerInfo {
+                backend: "vm".to_owned(),
+                isolated: true,
+                workspace: WORKSPACE.to_owned(),
+                workspace_host: utf8(&workspace)?,
+                grants: infos,
+            },
+            client,
+            watch: watch_state,
+            qemu_pid,
+            kill,
+            exited,
+            watcher: Mutex::new(Some(watcher)),
+            heartbeat,
+            run_dir,
+            accel,
+            boot_time,
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// The accelerator in use.
+    pub fn accel(&self) -> &AccelChoice {
+        &self.accel
+    }
+
+    /// Why that accelerator, for the person.
+    pub fn accel_reason(&self) -> &str {
+        &self.accel.reason
+    }
+
+    /// How long the start took, until the guest's handshake.
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    /// Why the VM is dead, once it is (crashed, hung, killed).
+    pub fn dead_reason(&self) -> Option<String> {
+        self.watch.dead()
+    }
+
+    /// The last lines of the VM's serial console.
+    pub fn console_tail(&self) -> String {
+        self.watch.console_tail()
+    }
+}
+
+/// Copies the serial console into the log and the kept tail; wakes `ready`
+/// at the init's ready line.
+async fn read_console(stream: tokio::net::UnixStream, w: Arc<Watch>, ready: Arc<Notify>) {
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = line.trim_end_matches('\r').to_owned();
+        tracing::debug!(target: "cubicle::vm::console", "{line}");
+        if line.contains(READY_LINE) {
+            ready.notify_one();
+        }
+        if let Ok(mut c) = w.console.lock() {
+            if c.len() == CONSOLE_TAIL {
+                c.pop_front();
+            }
+            c.push_back(line);
+        }
+    }
+}
+
+/// Pings the guest every `interval`; a ping unanswered within `timeout`
+/// marks the VM dead and kills it, which fails every pending request.
+async fn heartbeat(
+    client: std::sync::Weak<GuestClient>,
+    w: Arc<Watch>,
+    kill: Arc<Notify>,
+    interval: Duration,
+    timeout: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(c) = client.upgrade() else { return };
+        let ping = tokio::time::timeout(timeout, c.ping()).await;
+        drop(c);
+        match ping {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                if !w.stopping.load(Ordering::SeqCst) {
+                    w.mark_dead(format!("the VM's guest went away: {e}; {}", w.failure()));
+                }
+                kill.notify_one();
+                return;
+            }
+            Err(_) => {
+                w.mark_dead(format!(
+                    "the VM stopped answering (no heartbeat reply in {} s) and was stopped — start a new session",
+                    timeout.as_secs()
+                ));
+                kill.notify_one();
+                return;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Computer for VmComputer {
+    fn info(&self) -> &ComputerInfo {
+        &self.info
+    }
+
+    fn guest(&self) -> &GuestClient {
+        &self.client
+    }
+
+    fn host_pid(&self) -> Option<u32> {
+        self.qemu_pid
+    }
+
+    async fn exec(
+        &self,
+        req: ExecRequest,
+        live: Option<tokio::sync::mpsc::UnboundedSender<OutputChunk>>,
+    ) -> Result<ExecOutput, SandboxError> {
+        if let Some(reason) = self.watch.dead() {
+            return Err(SandboxError::Disconnected(reason));
+        }
+        match self.client.exec(req, live).await {
+            Err(SandboxError::Disconnected(msg)) => {
+                // Give the watcher a moment to say why.
+                let mut exited = self.exited.clone();
+                let _ = tokio::time::timeout(Duration::from_secs(1), exited.wait_for(|e| *e)).await;
+                Err(SandboxError::Disconnected(self.watch.dead().unwrap_or(msg)))
+            }
+            other => other,
+        }
+    }
+
+    async fn stop(&self) -> Result<(), SandboxError> {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.watch.stopping.store(true, Ordering::SeqCst);
+        self.heartbeat.abort();
+        if self.client.is_connected()
+            && tokio::time::timeout(STOP_GRACE, self.client.shutdown())
+                .await
+                .is_err()
+        {
+            tracing::warn!(target: "cubicle::vm", "the guest did not acknowledge shutdown; killing the VM");
+        }
+        // The init reboots once the guest exits, which ends QEMU.
+        let mut exited = self.exited.clone();
+        if tokio::time::timeout(STOP_GRACE, exited.wait_for(|e| *e))
+            .await
+            .is_err()
+        {
+            self.kill.notify_one();
+        }
+        let watcher = self.watcher.lock().ok().and_then(|mut w| w.take());
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+        Ok(())
+    }
+}
+
+impl Drop for VmComputer {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        if !self.stopped.load(Ordering::SeqCst) {
+            self.watch.stopping.store(true, Ordering::SeqCst);
+            // The watcher kills QEMU; if the runtime is gone the watcher is
+            // dropped with the child, whose kill-on-drop does it.
+            self.kill.notify_one();
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
+}

@@ -1,0 +1,801 @@
+//! The server over real HTTP and WebSocket on 127.0.0.1: a session started
+//! through the API with a scripted model in a `host` cubicle, its events
+//! streamed to several clients, a question answered and a permission
+//! approved over the API, an output file fetched; then the security probes
+//! (token, Origin, Host, path traversal, symlinks out of the workspace).
+//! Browser tests (playwright) are not part of this suite yet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cubicle_agent::{GateDecision, PermissionGate, SessionParams, Store, TranscriptWriter};
+use cubicle_models::ModelResponse;
+use cubicle_models::scripted::ScriptedModel;
+use cubicle_protocol::conversation::{ContentBlock, Message, Role, StopReason, Usage};
+use cubicle_protocol::transcript::{Header, TRANSCRIPT_FORMAT, TRANSCRIPT_VERSION};
+use cubicle_sandbox::Computer;
+use cubicle_sandbox::host::{HostComputer, HostConfig};
+use cubicle_server::{Server, SessionStarter, StartRequest, StartedSession};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Asks before every command; allows everything else.
+struct AskForBash;
+
+impl PermissionGate for AskForBash {
+    fn check(&self, tool: &str, _input: &Value) -> GateDecision {
+        if tool == "bash" {
+            GateDecision::Ask {
+                reason: "commands need approval (test rule)".into(),
+            }
+        } else {
+            GateDecision::Allow {
+                reason: "default".into(),
+            }
+        }
+    }
+}
+
+/// Starts sessions the way the CLI would, minus policy and audit: a `host`
+/// cubicle, a transcript in the store, and the script below as the model.
+struct TestStarter {
+    store: Store,
+}
+
+fn tool(id: &str, name: &str, input: Value) -> ContentBlock {
+    ContentBlock::ToolUse {
+        id: id.into(),
+        name: name.into(),
+        input,
+    }
+}
+
+fn response(blocks: Vec<ContentBlock>) -> ModelResponse {
+    let uses_tool = blocks
+        .iter()
+        .any(|b| matches!(b, ContentBlock::ToolUse { .. }));
+    ModelResponse {
+        message: Message {
+            role: Role::Assistant,
+            content: blocks,
+        },
+        stop_reason: if uses_tool {
+            StopReason::ToolUse
+        } else {
+            StopReason::EndTurn
+        },
+        usage: Usage {
+            input_tokens: 100,
+            output_tokens: 10,
+            ..Usage::default()
+        },
+    }
+}
+
+fn script() -> Vec<Result<ModelResponse, cubicle_models::ModelError>> {
+    vec![
+        Ok(response(vec![
+            ContentBlock::Text {
+                text: "I'll plan first.".into(),
+            },
+            tool(
+                "p1",
+                "todo_write",
+                json!({"todos": [
+                    {"content": "Ask the currency", "status": "in_progress", "activeForm": "Asking the currency"},
+                    {"content": "Write the report", "status": "pending"}
+                ]}),
+            ),
+        ])),
+        Ok(response(vec![tool(
+            "q1",
+            "ask_user",
+            json!({"questions": [{
+                "question": "Which currency?", "header": "Currency",
+                "options": [{"label": "EUR", "description": "Euro"}, {"label": "USD", "description": "Dollar"}],
+                "multiSelect": false
+            }]}),
+        )])),
+        Ok(response(vec![tool(
+            "b1",
+            "bash",
+            json!({"command": "echo approved > approved.txt"}),
+        )])),
+        Ok(response(vec![
+            tool(
+                "w1",
+                "write",
+                json!({"path": "report.md", "content": "# Report\nTotal: 12 EUR\n"}),
+            ),
+            tool(
+                "p2",
+                "todo_write",
+                json!({"todos": [
+                    {"content": "Ask the currency", "status": "completed"},
+                    {"content": "Write the report", "status": "completed"}
+                ]}),
+            ),
+        ])),
+        Ok(response(vec![ContentBlock::Text {
+            text: "Done: report.md".into(),
+        }])),
+    ]
+}
+
+#[async_trait]
+impl SessionStarter for TestStarter {
+    async fn start(&self, req: StartRequest) -> Result<StartedSession, String> {
+        if req.backend.as_deref().is_some_and(|b| b != "host") {
+            return Err(format!(
+                "backend {:?} is not available in tests",
+                req.backend
+            ));
+        }
+        let id = Store::new_session_id();
+        let workspace = self.store.workspace_path(&id);
+        std::fs::create_dir_all(&workspace).map_err(|e| e.to_string())?;
+        let guest = cubicle_sandbox::locate::GuestProgram::locate()
+            .map_err(|e| format!("{e} (run `cargo build -p cubicle-guest --bins`)"))?;
+        let computer: Arc<dyn Computer> = Arc::new(
+            HostComputer::start(HostConfig {
+                grants: vec![],
+                workspace: workspace.clone(),
+                guest,
+                env: BTreeMap::new(),
+                egress: None,
+                egress_listen: None,
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+        );
+        let header = Header {
+            format: TRANSCRIPT_FORMAT.into(),
+            version: TRANSCRIPT_VERSION,
+            session_id: id.clone(),
+            created_at: cubicle_agent::transcript::now_rfc3339(),
+            cubicle_version: "test".into(),
+            task: Some(req.task.clone()),
+            model: "scripted:test".into(),
+            backend: "host".into(),
+            grants: vec![],
+            workspace: workspace.display().to_string(),
+            label: None,
+        };
+        let writer = Arc::new(
+            TranscriptWriter::create(&self.store.transcript_path(&id), &header)
+                .map_err(|e| e.to_string())?,
+        );
+        let handle = cubicle_agent::spawn(SessionParams {
+            id: id.clone(),
+            model: Arc::new(ScriptedModel::new(script())),
+            computer: computer.clone(),
+            transcript: writer,
+            tools: cubicle_tools::computer_tools(),
+            gate: Arc::new(AskForBash),
+            config: cubicle_agent::SessionConfig::default(),
+            history: vec![],
+            audit: None,
+        });
+        Ok(StartedSession {
+            id,
+            handle,
+            workspace,
+            on_end: Some(Box::new(move |_end| {
+                Box::pin(async move {
+                    let _ = computer.stop().await;
+                })
+            })),
+        })
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    server: Server,
+    http: reqwest::Client,
+}
+
+async fn serve() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(dir.path().join("cubicle"));
+    let starter = Arc::new(TestStarter {
+        store: store.clone(),
+    });
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server = Server::bind(addr, starter, store.clone()).await.unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        server,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Fixture {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.addr().port())
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base()))
+            .bearer_auth(self.server.token())
+    }
+
+    fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base()))
+            .bearer_auth(self.server.token())
+            .json(&body)
+    }
+
+    fn ws_url(&self, id: &str) -> String {
+        format!(
+            "ws://127.0.0.1:{}/api/sessions/{id}/events",
+            self.server.addr().port()
+        )
+    }
+
+    /// Connects the way the web UI does: the token as a subprotocol.
+    async fn ws(&self, id: &str) -> Ws {
+        let mut req = self.ws_url(id).into_client_request().unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            format!("cubicle.v1, cubicle.token.{}", self.server.token())
+                .parse()
+                .unwrap(),
+        );
+        let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+        assert_eq!(
+            resp.headers()["sec-websocket-protocol"].to_str().unwrap(),
+            "cubicle.v1"
+        );
+        ws
+    }
+
+    async fn op(&self, id: &str, op: Value) -> reqwest::StatusCode {
+        self.post(&format!("/api/sessions/{id}/ops"), op)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+/// The next event, or `None` when the server closed the stream.
+async fn next_event(ws: &mut Ws) -> Option<Value> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("no event within 60 s")?;
+        match msg.unwrap() {
+            WsMessage::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+            WsMessage::Close(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+async fn until_turn_end(ws: &mut Ws) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let ev = next_event(ws)
+            .await
+            .expect("stream closed before the turn ended");
+        let end = ev["type"] == "turn_ended";
+        out.push(ev);
+        if end {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_runs_end_to_end_over_the_api() {
+    let f = serve().await;
+    let resp = f
+        .post(
+            "/api/sessions",
+            json!({"task": "Write a report", "grants": [], "backend": "host", "model": null}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Two browsers on one session.
+    let mut a = f.ws(&id).await;
+    let mut b = f.ws(&id).await;
+
+    let mut seen_a = Vec::new();
+    loop {
+        let ev = next_event(&mut a).await.expect("stream closed early");
+        match ev["type"].as_str().unwrap() {
+            "question" => {
+                assert_eq!(ev["questions"][0]["options"][0]["label"], "EUR");
+                let st = f
+                    .op(
+                        &id,
+                        json!({"type": "answer", "id": ev["id"], "answers": [{"selected": ["EUR"]}]}),
+                    )
+                    .await;
+                assert_eq!(st, 202);
+            }
+            "approval_request" => {
+                assert_eq!(ev["tool"], "bash");
+                assert!(ev["reason"].as_str().unwrap().contains("test rule"));
+                let st = f
+                    .op(
+                        &id,
+                        json!({"type": "approve", "id": ev["id"], "decision": "allow_once"}),
+                    )
+                    .await;
+                assert_eq!(st, 202);
+            }
+            _ => {}
+        }
+        let end = ev["type"] == "turn_ended";
+        seen_a.push(ev);
+        if end {
+            break;
+        }
+    }
+    assert_eq!(
+        seen_a.last().unwrap()["reason"]["kind"],
+        "done",
+        "{seen_a:#?}"
+    );
+    let types: Vec<&str> = seen_a.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for t in [
+        "session_started",
+        "text_delta",
+        "tool_call_started",
+        "tool_call_finished",
+        "plan",
+        "question",
+        "approval_request",
+    ] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+    let plans: Vec<&Value> = seen_a.iter().filter(|e| e["type"] == "plan").collect();
+    assert_eq!(plans.len(), 2);
+    assert_eq!(plans[0]["todos"][0]["status"], "in_progress");
+    assert!(
+        plans[1]["todos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "completed")
+    );
+
+    // The second browser saw exactly the same events, in the same order.
+    let seen_b = until_turn_end(&mut b).await;
+    assert_eq!(seen_a, seen_b);
+    // A browser that joins late gets the replay (token as a query parameter).
+    let (mut late, _) =
+        tokio_tungstenite::connect_async(format!("{}?token={}", f.ws_url(&id), f.server.token()))
+            .await
+            .unwrap();
+    assert_eq!(until_turn_end(&mut late).await, seen_a);
+
+    // Output files.
+    let files: Value = f
+        .get(&format!("/api/sessions/{id}/files"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths: Vec<&str> = files["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, vec!["approved.txt", "report.md"]);
+    let file = f
+        .get(&format!("/api/sessions/{id}/files/report.md"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "application/octet-stream");
+    assert!(
+        file.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(file.text().await.unwrap(), "# Report\nTotal: 12 EUR\n");
+
+    // History from the transcript.
+    let list: Value = f
+        .get("/api/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = &list["sessions"][0];
+    assert_eq!(row["id"], id.as_str());
+    assert_eq!(row["live"], true);
+    assert_eq!(row["task"], "Write a report");
+    let one: Value = f
+        .get(&format!("/api/sessions/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["header"]["session_id"], id.as_str());
+    assert!(one["entries"].as_array().unwrap().len() >= 10);
+
+    // Stop: every stream ends with session_ended, then closes.
+    assert_eq!(f.op(&id, json!({"type": "stop"})).await, 202);
+    for ws in [&mut a, &mut b] {
+        let mut last = None;
+        while let Some(ev) = next_event(ws).await {
+            last = Some(ev);
+        }
+        assert_eq!(last.unwrap()["type"], "session_ended");
+    }
+    // Ops to an ended session are refused.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = f.op(&id, json!({"type": "interrupt"})).await.as_u16();
+        if status == 409 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 409);
+    let _ = a.close(None).await;
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_that_cannot_start_says_why() {
+    let f = serve().await;
+    let resp = f
+        .post("/api/sessions", json!({"task": "x", "backend": "vm"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("not available"));
+    let empty = f
+        .post("/api/sessions", json!({"task": "  "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 400);
+    let unknown = f
+        .post("/api/sessions", json!({"task": "x", "evil": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(unknown.status().is_client_error());
+    f.server.shutdown().await;
+}
+
+/// A finished session on disk whose workspace holds a file, a symlink to a
+/// secret outside it, and a symlinked folder.
+fn past_session(store: &Store, outside: &Path) -> String {
+    let id = "20260101-000000-past".to_owned();
+    let ws = store.workspace_path(&id);
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("out.csv"), "a,b\n").unwrap();
+    std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), ws.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(outside, ws.join("outside")).unwrap();
+    let header = Header {
+        format: TRANSCRIPT_FORMAT.into(),
+        version: TRANSCRIPT_VERSION,
+        session_id: id.clone(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        cubicle_version: "test".into(),
+        task: Some("old".into()),
+        model: "scripted:test".into(),
+        backend: "host".into(),
+        grants: vec![],
+        workspace: ws.display().to_string(),
+        label: None,
+    };
+    TranscriptWriter::create(&store.transcript_path(&id), &header).unwrap();
+    id
+}
+
+#[tokio::test]
+async fn requests_without_the_right_token_are_refused() {
+    let f = serve().await;
+    let url = format!("{}/api/sessions", f.base());
+    assert_eq!(f.http.get(&url).send().await.unwrap().status(), 401);
+    let wrong = f
+        .http
+        .get(&url)
+        .bearer_auth("0".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let prefix = f
+        .http
+        .get(&url)
+        .bearer_auth(&f.server.token()[..63])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(prefix.status(), 401);
+    // The query token is for the page and the event stream, not the API.
+    let query = f
+        .http
+        .get(format!("{url}?token={}", f.server.token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(query.status(), 401);
+    let post = f
+        .http
+        .post(&url)
+        .json(&json!({"task": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 401);
+    assert_eq!(f.get("/api/sessions").send().await.unwrap().status(), 200);
+    // Unknown paths need the token too (no probing for routes).
+    assert_eq!(
+        f.http
+            .get(format!("{}/nope", f.base()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // The page needs the token in its URL.
+    assert_eq!(
+        f.http
+            .get(format!("{}/", f.base()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let page = f.http.get(f.server.url()).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("<form id=\"new-form\">")
+    );
+
+    // The event stream: no token, a wrong one.
+    let id = past_session(&f.store, f._dir.path());
+    let err = tokio_tungstenite::connect_async(f.ws_url(&id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401));
+    let mut req = f.ws_url(&id).into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "cubicle.v1, cubicle.token.wrong".parse().unwrap(),
+    );
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(matches!(err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401));
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn foreign_origins_and_hosts_are_refused() {
+    let f = serve().await;
+    let port = f.server.addr().port();
+    let url = format!("{}/api/sessions", f.base());
+    let with = |name: &'static str, value: String| f.get("/api/sessions").header(name, value);
+
+    // CSRF: another site's page, even with a stolen token, and preflights.
+    let evil = with("Origin", "http://evil.example".into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), 403);
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+    let other_port = with(
+        "Origin",
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(other_port.status(), 403);
+    assert_eq!(
+        with("Origin", "null".into()).send().await.unwrap().status(),
+        403
+    );
+    let preflight = f
+        .http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", "http://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 403);
+    assert!(
+        preflight
+            .headers()
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control"))
+    );
+    assert_eq!(
+        with("Sec-Fetch-Site", "cross-site".into())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    // The same origin is fine, and gets no CORS headers either.
+    let same = with("Origin", format!("http://127.0.0.1:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 200);
+    assert!(
+        same.headers()
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control"))
+    );
+    let localhost = f
+        .get("/api/sessions")
+        .header("Host", format!("localhost:{port}"))
+        .header("Origin", format!("http://localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(localhost.status(), 200);
+
+    // DNS rebinding: a page on evil.example resolved to 127.0.0.1.
+    let rebind = with("Host", format!("evil.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebind.status(), 403);
+    let rebind_page = f
+        .http
+        .get(f.server.url())
+        .header("Host", format!("evil.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebind_page.status(), 403);
+    assert_eq!(
+        with("Host", "127.0.0.1".into())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    // The WebSocket upgrade is checked too.
+    let id = past_session(&f.store, f._dir.path());
+    let mut req = format!("{}?token={}", f.ws_url(&id), f.server.token())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Origin", "http://evil.example".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(matches!(err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 403));
+    let mut req = format!("{}?token={}", f.ws_url(&id), f.server.token())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Host", format!("evil.example:{port}").parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(matches!(err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 403));
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn output_files_never_leave_the_workspace() {
+    let f = serve().await;
+    let id = past_session(&f.store, f._dir.path());
+    let ok = f
+        .get(&format!("/api/sessions/{id}/files/out.csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "a,b\n");
+    let listed: Value = f
+        .get(&format!("/api/sessions/{id}/files"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["files"], json!([{"path": "out.csv", "size": 4}]));
+
+    for probe in [
+        "%2e%2e/%2e%2e/secret.txt",
+        "..%2F..%2Fsecret.txt",
+        "%2Fetc%2Fpasswd",
+        "a/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        ".%2Fout.csv",
+        "link.txt",
+        "outside/secret.txt",
+        "missing.txt",
+    ] {
+        let r = f
+            .get(&format!("/api/sessions/{id}/files/{probe}"))
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(st == 400 || st == 404, "{probe}: {st}");
+        assert!(
+            !body.contains("secret") || body.contains("error"),
+            "{probe}: {body}"
+        );
+    }
+    // Session ids cannot walk the store either.
+    for probe in ["..%2F..%2Fetc", "%2e%2e"] {
+        let st = f
+            .get(&format!("/api/sessions/{probe}/files"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(st == 400 || st == 404, "{probe}: {st}");
+    }
+    // A past session is not live: no ops, no stream.
+    assert_eq!(f.op(&id, json!({"type": "interrupt"})).await, 404);
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_loopback_addresses_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(dir.path());
+    let starter = Arc::new(TestStarter {
+        store: store.clone(),
+    });
+    let err = Server::bind("0.0.0.0:0".parse().unwrap(), starter, store)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+}
