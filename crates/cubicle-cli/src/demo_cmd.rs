@@ -148,7 +148,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     eprintln!("  every command and file write below really runs, inside a cubicle.\n");
     let factory = crate::eval_cmd::factory(&args.backend)?;
-    let runner = EvalRunner::new(Arc::new(factory), out.join(".run")).observer(Arc::new(Terminal));
+    let store = cubicle_agent::Store::from_env(|k| std::env::var(k).ok())?;
+    let audit = crate::safety::open_audit(store.root())?;
+    let audit_dir = audit.dir().to_owned();
+    let first_seq = audit.next_seq();
+    let runner = EvalRunner::new(Arc::new(factory), out.join(".run"))
+        .observer(Arc::new(Terminal))
+        .audit(audit.clone());
     let run = runner
         .run_task(&task, &RunMode::Replay(ReplaySource::File(reference)))
         .await?;
@@ -158,6 +164,18 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     eprintln!("\nWhat the session recorded (transcript.jsonl):");
     summarise(Path::new(&run.report.transcript))?;
+    let written = audit.next_seq().saturating_sub(first_seq);
+    drop(runner);
+    drop(audit);
+    let records = cubicle_audit::tail(&audit_dir, usize::try_from(written).unwrap_or(usize::MAX))?;
+    eprintln!("\nWhat the audit log recorded ({}):", audit_dir.display());
+    eprint!("{}", audit_summary(&records));
+    eprintln!(
+        "  (files made by commands, such as totals.csv, show in the report folder below; the log records the write tool's.)"
+    );
+    eprintln!(
+        "  `cubicle audit verify` checks that these records and every one before them are unchanged."
+    );
     eprintln!("\nChecks on the output:");
     for g in &run.report.grades {
         eprintln!(
@@ -233,4 +251,121 @@ fn summarise(transcript: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A short account of audit records: how many of each kind, the files
+/// written (size, SHA-256 prefix) and the network requests.
+fn audit_summary(records: &[cubicle_audit::Record]) -> String {
+    use cubicle_audit::RecordKind;
+    use std::fmt::Write as _;
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in records {
+        *counts.entry(r.kind.name()).or_default() += 1;
+    }
+    let mut s = String::new();
+    let (first, last) = (
+        records.first().map_or(0, |r| r.seq),
+        records.last().map_or(0, |r| r.seq),
+    );
+    let kinds: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let _ = writeln!(
+        s,
+        "  {} records (#{first}–#{last}): {}",
+        records.len(),
+        if kinds.is_empty() {
+            "none".to_owned()
+        } else {
+            kinds.join(", ")
+        }
+    );
+    let mut network = 0;
+    for r in records {
+        match &r.kind {
+            RecordKind::FileWritten { path, size, sha256 } => {
+                let _ = writeln!(
+                    s,
+                    "  file written: {path} ({size} bytes, sha256 {}…)",
+                    sha256.get(..12).unwrap_or(sha256)
+                );
+            }
+            RecordKind::NetworkRequest {
+                host,
+                port,
+                allowed,
+                bytes_up,
+                bytes_down,
+                ..
+            } => {
+                network += 1;
+                let _ = writeln!(
+                    s,
+                    "  network: {host}:{port} {} ({bytes_up} bytes up, {bytes_down} down)",
+                    if *allowed { "allowed" } else { "refused" }
+                );
+            }
+            _ => {}
+        }
+    }
+    if network == 0 {
+        s.push_str(
+            "  network: no requests (the model's side is a recording; the cubicle made none)\n",
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use cubicle_audit::{AuditLog, AuditOptions, RecordKind};
+
+    #[test]
+    fn the_audit_summary_counts_kinds_and_lists_files_and_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), AuditOptions::default()).unwrap();
+        log.append(
+            Some("s"),
+            RecordKind::FileWritten {
+                path: "/workspace/report/totals.csv".into(),
+                size: 120,
+                sha256: "ab".repeat(32),
+            },
+        )
+        .unwrap();
+        log.append(
+            Some("s"),
+            RecordKind::FileWritten {
+                path: "/workspace/report/summary.md".into(),
+                size: 80,
+                sha256: "cd".repeat(32),
+            },
+        )
+        .unwrap();
+        let records = cubicle_audit::tail(dir.path(), 10).unwrap();
+        let text = audit_summary(&records);
+        assert!(text.contains("2 records (#1–#2): 2 file_written"), "{text}");
+        assert!(
+            text.contains("/workspace/report/totals.csv (120 bytes, sha256 abababababab…)"),
+            "{text}"
+        );
+        assert!(text.contains("network: no requests"), "{text}");
+        log.append(
+            None,
+            RecordKind::NetworkRequest {
+                host: "pypi.org".into(),
+                port: 443,
+                allowed: false,
+                rule: None,
+                reason: "not allowed".into(),
+                bytes_up: 0,
+                bytes_down: 0,
+            },
+        )
+        .unwrap();
+        let text = audit_summary(&cubicle_audit::tail(dir.path(), 10).unwrap());
+        assert!(text.contains("network: pypi.org:443 refused"), "{text}");
+        assert!(!text.contains("no requests"), "{text}");
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use cubicle_eval::backends::LocalFactory;
 use cubicle_eval::compare::Thresholds;
+use cubicle_eval::matrix::{AnyReport, Matrix, MatrixReport, compare_matrix};
 use cubicle_eval::runner::{EvalRunner, Observer, ReplaySource, RunMode};
 use cubicle_eval::task::{Suite, TaskSpec};
 use cubicle_eval::{SuiteReport, TaskReport, render};
@@ -47,6 +48,11 @@ pub struct EvalRunArgs {
     /// Only the tasks with these ids.
     #[arg(long = "task")]
     pub tasks: Vec<String>,
+    /// A tweak matrix (TOML, `[[cell]]`s: name, system_prompt or
+    /// system_prompt_append, without_tools, skills, backend): each cell is a
+    /// full run, reported in OUT/cells/<name>/ and together in OUT/report.*.
+    #[arg(long, value_name = "FILE")]
+    pub matrix: Option<PathBuf>,
 }
 
 /// `cubicle eval compare`.
@@ -153,6 +159,9 @@ async fn run_suite(args: EvalRunArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)?;
+    if let Some(file) = &args.matrix {
+        return run_matrix(&args, file, &suite, &mode, &out).await;
+    }
     let runner = EvalRunner::new(Arc::new(factory(&args.backend)?), out.join("runs"))
         .jobs(args.jobs)
         .observer(Arc::new(Progress));
@@ -162,9 +171,7 @@ async fn run_suite(args: EvalRunArgs) -> Result<ExitCode> {
         suite.name
     );
     let report = runner.run_suite(&suite, &mode).await;
-    report.save(&out.join("report.json"))?;
-    std::fs::write(out.join("report.md"), render::markdown(&report))?;
-    std::fs::write(out.join("report.html"), render::html(&report))?;
+    write_reports(&report, &out)?;
     let a = &report.aggregate;
     eprintln!(
         "cubicle: {}/{} tasks passed; reports in {} (report.json, report.md, report.html)",
@@ -179,19 +186,109 @@ async fn run_suite(args: EvalRunArgs) -> Result<ExitCode> {
     })
 }
 
+fn write_reports(report: &SuiteReport, dir: &std::path::Path) -> Result<()> {
+    report.save(&dir.join("report.json"))?;
+    std::fs::write(dir.join("report.md"), render::markdown(report))?;
+    std::fs::write(dir.join("report.html"), render::html(report))?;
+    Ok(())
+}
+
+/// Runs the suite once per cell of the matrix in `file`.
+async fn run_matrix(
+    args: &EvalRunArgs,
+    file: &std::path::Path,
+    suite: &Suite,
+    mode: &RunMode,
+    out: &std::path::Path,
+) -> Result<ExitCode> {
+    let matrix = Matrix::load(file)?;
+    let mut reports = Vec::new();
+    for cell in &matrix.cells {
+        let backend = cell.backend.as_deref().unwrap_or(&args.backend);
+        let dir = out.join("cells").join(&cell.name);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        eprintln!(
+            "cubicle: cell {} ({}): running {} tasks of {}",
+            cell.name,
+            cell.describe(),
+            suite.tasks.len(),
+            suite.name
+        );
+        if cell.skills.is_some() {
+            eprintln!(
+                "cubicle: note: skills {} is recorded in the report; eval runs load no skills, so replay is unchanged by it",
+                if cell.skills == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                }
+            );
+        }
+        let runner = EvalRunner::new(Arc::new(factory(backend)?), dir.join("runs"))
+            .jobs(args.jobs)
+            .observer(Arc::new(Progress))
+            .cell(cell.clone());
+        let report = runner.run_suite(suite, mode).await;
+        write_reports(&report, &dir)?;
+        reports.push(report);
+    }
+    let report = MatrixReport::new(&suite.name, reports);
+    report.save(&out.join("report.json"))?;
+    std::fs::write(
+        out.join("report.md"),
+        cubicle_eval::matrix::markdown(&report),
+    )?;
+    std::fs::write(out.join("report.html"), cubicle_eval::matrix::html(&report))?;
+    let mut all_passed = true;
+    for r in &report.cells {
+        let a = &r.aggregate;
+        all_passed &= a.passed == a.tasks;
+        eprintln!(
+            "cubicle: cell {}: {}/{} tasks passed",
+            cubicle_eval::matrix::cell_name(r),
+            a.passed,
+            a.tasks
+        );
+    }
+    eprintln!(
+        "cubicle: reports in {} (report.json, report.md, report.html; each cell's in cells/<name>/)",
+        out.display()
+    );
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn compare(args: &EvalCompareArgs) -> Result<ExitCode> {
-    let a = SuiteReport::load(&args.a)?;
-    let b = SuiteReport::load(&args.b)?;
     let thresholds = Thresholds {
         tokens: args.tolerance,
         cost: args.tolerance,
         ..Thresholds::default()
     };
-    let regressions = cubicle_eval::compare(&a, &b, &thresholds);
+    let (a, b, regressions) = match (AnyReport::load(&args.a)?, AnyReport::load(&args.b)?) {
+        (AnyReport::Suite(a), AnyReport::Suite(b)) => {
+            let found = cubicle_eval::compare(&a, &b, &thresholds);
+            (a.aggregate, b.aggregate, found)
+        }
+        (AnyReport::Matrix(a), AnyReport::Matrix(b)) => {
+            let found = compare_matrix(&a, &b, &thresholds);
+            let sum = |m: &MatrixReport| {
+                let tasks: Vec<TaskReport> = m.cells.iter().flat_map(|c| c.tasks.clone()).collect();
+                cubicle_eval::report::Aggregate::of(&tasks)
+            };
+            (sum(&a), sum(&b), found)
+        }
+        _ => bail!(
+            "one report is a matrix and the other is not; compare a cell's own report (cells/<name>/report.json) instead"
+        ),
+    };
     if regressions.is_empty() {
         eprintln!(
             "cubicle: no regression ({}/{} → {}/{} passed)",
-            a.aggregate.passed, a.aggregate.tasks, b.aggregate.passed, b.aggregate.tasks
+            a.passed, a.tasks, b.passed, b.tasks
         );
         return Ok(ExitCode::SUCCESS);
     }

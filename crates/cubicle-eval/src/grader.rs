@@ -65,6 +65,37 @@ pub enum Check {
         #[serde(default)]
         ignore_case: bool,
     },
+    /// A DOCX document's text (`word/document.xml`, runs joined within each
+    /// paragraph, one line per paragraph) contains every string of `all` and
+    /// none of `none`; runs of whitespace compare as one space.
+    DocxContains {
+        /// Cubicle path.
+        path: String,
+        /// Strings that must all appear.
+        #[serde(default)]
+        all: Vec<String>,
+        /// Strings that must not appear.
+        #[serde(default)]
+        none: Vec<String>,
+        /// Compare without regard to case.
+        #[serde(default)]
+        ignore_case: bool,
+    },
+    /// A PDF's text (see [`crate::pdf`]) contains every string of `all` and
+    /// none of `none`; runs of whitespace compare as one space.
+    PdfContains {
+        /// Cubicle path.
+        path: String,
+        /// Strings that must all appear.
+        #[serde(default)]
+        all: Vec<String>,
+        /// Strings that must not appear.
+        #[serde(default)]
+        none: Vec<String>,
+        /// Compare without regard to case.
+        #[serde(default)]
+        ignore_case: bool,
+    },
     /// A CSV file equals an expected one: same header, same rows, numbers
     /// within `tolerance`.
     CsvEquals {
@@ -148,6 +179,8 @@ impl Check {
             Check::FileExists { .. } => "file_exists",
             Check::FileAbsent { .. } => "file_absent",
             Check::TextContains { .. } => "text_contains",
+            Check::DocxContains { .. } => "docx_contains",
+            Check::PdfContains { .. } => "pdf_contains",
             Check::CsvEquals { .. } => "csv_equals",
             Check::Json { .. } => "json",
             Check::XlsxCells { .. } => "xlsx_cells",
@@ -286,29 +319,33 @@ fn check(check: &Check, input: &GradeInput<'_>) -> Result<String, String> {
             ignore_case,
         } => {
             let text = read_text(input.paths, path)?;
-            let norm = |s: &str| {
-                if *ignore_case {
-                    s.to_lowercase()
-                } else {
-                    s.to_owned()
-                }
-            };
-            let haystack = norm(&text);
-            let missing: Vec<&String> = all
-                .iter()
-                .filter(|s| !haystack.contains(&norm(s)))
-                .collect();
-            let present: Vec<&String> = none
-                .iter()
-                .filter(|s| haystack.contains(&norm(s)))
-                .collect();
-            if !missing.is_empty() {
-                return Err(format!("{path} lacks {missing:?}"));
+            contains(path, &text, all, none, *ignore_case, false)
+        }
+        Check::DocxContains {
+            path,
+            all,
+            none,
+            ignore_case,
+        } => {
+            let host = input.paths.host(path)?;
+            if !host.is_file() {
+                return Err(format!("{path} does not exist"));
             }
-            if !present.is_empty() {
-                return Err(format!("{path} contains {present:?}, which it must not"));
+            let text = crate::docx::read_text(&host).map_err(|e| format!("{path}: {e}"))?;
+            contains(path, &text, all, none, *ignore_case, true)
+        }
+        Check::PdfContains {
+            path,
+            all,
+            none,
+            ignore_case,
+        } => {
+            let host = input.paths.host(path)?;
+            if !host.is_file() {
+                return Err(format!("{path} does not exist"));
             }
-            Ok(format!("{path} has all {} strings", all.len()))
+            let text = crate::pdf::read_text(&host).map_err(|e| format!("{path}: {e}"))?;
+            contains(path, &text, all, none, *ignore_case, true)
         }
         Check::CsvEquals {
             path,
@@ -415,6 +452,46 @@ fn check(check: &Check, input: &GradeInput<'_>) -> Result<String, String> {
             transcript_checks::stayed_in_grants(input.transcript, input.allowed_roots)
         }
     }
+}
+
+/// Whether `text` holds every string of `all` and none of `none`; with
+/// `squash`, runs of whitespace on both sides compare as one space.
+fn contains(
+    path: &str,
+    text: &str,
+    all: &[String],
+    none: &[String],
+    ignore_case: bool,
+    squash: bool,
+) -> Result<String, String> {
+    let norm = |s: &str| {
+        let s = if ignore_case {
+            s.to_lowercase()
+        } else {
+            s.to_owned()
+        };
+        if squash {
+            s.split_whitespace().collect::<Vec<_>>().join(" ")
+        } else {
+            s
+        }
+    };
+    let haystack = norm(text);
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|s| !haystack.contains(&norm(s)))
+        .collect();
+    let present: Vec<&String> = none
+        .iter()
+        .filter(|s| haystack.contains(&norm(s)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("{path} lacks {missing:?}"));
+    }
+    if !present.is_empty() {
+        return Err(format!("{path} contains {present:?}, which it must not"));
+    }
+    Ok(format!("{path} has all {} strings", all.len()))
 }
 
 fn read_text(paths: &PathMap, path: &str) -> Result<String, String> {

@@ -11,8 +11,11 @@
 
 pub mod backends;
 pub mod compare;
+pub mod docx;
 pub mod error;
 pub mod grader;
+pub mod matrix;
+pub mod pdf;
 pub mod png;
 pub mod pricing;
 pub mod render;

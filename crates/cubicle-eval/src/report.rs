@@ -26,6 +26,9 @@ pub struct SuiteReport {
     pub backend: String,
     /// When the run started, RFC 3339.
     pub started_at: String,
+    /// The matrix cell this run was, when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<crate::matrix::Cell>,
     /// One entry per task, sorted by id.
     pub tasks: Vec<TaskReport>,
     /// Totals over the tasks.

@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::error::EvalError;
 use crate::grader::{self, Grade, PathMap};
+use crate::matrix::Cell;
 use crate::report::{Aggregate, Metrics, REPORT_VERSION, SuiteReport, TaskReport};
 use crate::task::{Suite, TaskSpec};
 
@@ -110,6 +111,8 @@ pub struct EvalRunner {
     jobs: usize,
     observer: Arc<dyn Observer>,
     env: EnvReader,
+    cell: Option<Cell>,
+    audit: Option<Arc<cubicle_audit::AuditLog>>,
 }
 
 impl EvalRunner {
@@ -122,7 +125,22 @@ impl EvalRunner {
             jobs: 1,
             observer: Arc::new(Silent),
             env: Arc::new(|k| std::env::var(k).ok()),
+            cell: None,
+            audit: None,
         }
+    }
+
+    /// Runs every task under a matrix cell's changes (system prompt, tools,
+    /// skills flag); the cell is recorded in the report.
+    pub fn cell(mut self, cell: Cell) -> Self {
+        self.cell = Some(cell);
+        self
+    }
+
+    /// Records each task's session in this audit log.
+    pub fn audit(mut self, audit: Arc<cubicle_audit::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Runs up to `jobs` tasks at a time (at least one).
@@ -177,6 +195,7 @@ impl EvalRunner {
             model,
             backend: self.factory.backend().to_owned(),
             started_at,
+            cell: self.cell.clone(),
             aggregate: Aggregate::of(&tasks),
             tasks,
         }
@@ -258,6 +277,22 @@ impl EvalRunner {
             .collect();
         let mut metrics = metrics_of(&model, &transcript.entries);
         metrics.wall_ms = started.elapsed().as_millis() as u64;
+        if let Some(audit) = &self.audit
+            && let Err(e) = audit.append(
+                Some(&format!("eval-{}", task.id)),
+                cubicle_audit::RecordKind::SessionEnd {
+                    reason: ended.clone(),
+                    usage: cubicle_audit::Usage {
+                        input_tokens: metrics.input_tokens,
+                        output_tokens: metrics.output_tokens,
+                        cache_read: metrics.cache_read_tokens,
+                        cache_write: metrics.cache_write_tokens,
+                    },
+                },
+            )
+        {
+            tracing::error!(task = %task.id, "audit append failed: {e}");
+        }
         let report = TaskReport {
             id: task.id.clone(),
             category: task.category.clone(),
@@ -330,12 +365,36 @@ impl EvalRunner {
                 message: e.to_string(),
             },
         )?);
+        if let Some(audit) = &self.audit {
+            let grants = info
+                .grants
+                .iter()
+                .map(|g| cubicle_audit::Grant {
+                    path: g.path.clone(),
+                    host_path: g.host_path.clone(),
+                    writable: g.writable,
+                })
+                .collect();
+            audit
+                .append(
+                    Some(&header.session_id),
+                    cubicle_audit::RecordKind::SessionStart {
+                        task: task.prompt.clone(),
+                        model: model_name.clone(),
+                        backend: info.backend.clone(),
+                        grants,
+                    },
+                )
+                .map_err(|e| EvalError::Model(format!("could not write to the audit log: {e}")))?;
+        }
+        let cell = self.cell.clone().unwrap_or_default();
         let tools = cubicle_tools::computer_tools()
             .into_iter()
             .filter(|t| {
                 task.tools
                     .as_ref()
                     .is_none_or(|names| names.iter().any(|n| n == t.name()))
+                    && !cell.removes(t.name())
             })
             .collect();
         let mut handle = cubicle_agent::spawn(SessionParams {
@@ -348,11 +407,13 @@ impl EvalRunner {
             config: SessionConfig {
                 max_turns: task.budget.max_turns,
                 max_wall: Some(Duration::from_secs(task.budget.time_secs)),
-                interactive: true,
+                interactive: !cell.removes("ask_user"),
+                system_prompt: cell.system_prompt.clone(),
+                prompt_appendix: cell.system_prompt_append.clone(),
                 ..SessionConfig::default()
             },
             history: Vec::new(),
-            audit: None,
+            audit: self.audit.clone(),
         });
         let _ = handle.ops.send(Op::UserMessage {
             text: task.prompt.clone(),

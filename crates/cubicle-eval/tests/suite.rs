@@ -29,7 +29,17 @@ fn factory() -> Arc<LocalFactory> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reference_passes_and_every_wrong_variant_fails_its_graders() {
     let suite = Suite::load(&suite_dir()).unwrap();
-    assert!(suite.tasks.len() >= 10, "{} tasks", suite.tasks.len());
+    assert!(suite.tasks.len() >= 12, "{} tasks", suite.tasks.len());
+    // The DOCX and PDF graders are in use (and proven able to fail below).
+    for kind in ["docx_contains", "pdf_contains"] {
+        assert!(
+            suite
+                .tasks
+                .iter()
+                .any(|t| t.graders.iter().any(|g| g.check.kind() == kind)),
+            "no task uses {kind}"
+        );
+    }
     assert!(suite.tasks.iter().filter(|t| t.ambiguous).count() >= 2);
     let scratch = tempfile::tempdir().unwrap();
     let runner = EvalRunner::new(factory(), scratch.path()).jobs(2);
@@ -202,4 +212,83 @@ async fn a_reference_replays_on_the_host_backend_too() {
         .await
         .unwrap();
     assert!(run.report.passed, "{:#?}", run.report.grades);
+}
+
+/// A 2-cell matrix over 2 tasks in replay: the cell without `ask_user`
+/// makes the ambiguous task's question go unanswered, so its `asked`
+/// grader fails there and only there, and comparing cell by cell shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_cell_without_ask_user_shows_up_as_a_regression() {
+    use cubicle_eval::matrix::{Matrix, MatrixReport, compare_matrix};
+    let mut suite = Suite::load(&suite_dir()).unwrap();
+    suite
+        .tasks
+        .retain(|t| t.id == "ambiguous-currency" || t.id == "research-memo");
+    assert_eq!(suite.tasks.len(), 2);
+    let matrix = Matrix::parse(
+        "[[cell]]\nname = \"baseline\"\n\n[[cell]]\nname = \"no-ask\"\nwithout_tools = [\"ask_user\"]\nsystem_prompt_append = \"Do not ask the person anything.\"\nskills = false\n",
+    )
+    .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut cells = Vec::new();
+    for cell in &matrix.cells {
+        let runner = EvalRunner::new(factory(), scratch.path().join(&cell.name))
+            .jobs(2)
+            .cell(cell.clone());
+        cells.push(
+            runner
+                .run_suite(&suite, &RunMode::Replay(ReplaySource::References))
+                .await,
+        );
+    }
+    let report = MatrixReport::new(&suite.name, cells);
+    let base = report.cell("baseline").unwrap();
+    let no_ask = report.cell("no-ask").unwrap();
+    assert_eq!(base.aggregate.passed, 2, "{base:#?}");
+    assert_eq!(no_ask.cell.as_ref().unwrap().skills, Some(false));
+    let amb = no_ask.task("ambiguous-currency").unwrap();
+    assert!(!amb.passed);
+    let failed: Vec<&str> = amb
+        .grades
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.id.as_str())
+        .collect();
+    assert_eq!(failed, ["asked"], "{amb:#?}");
+    assert!(no_ask.task("research-memo").unwrap().passed);
+
+    // Per cell: each cell against itself is clean; the no-ask cell against
+    // the baseline is a regression of the ambiguous task.
+    let path = scratch.path().join("matrix.json");
+    report.save(&path).unwrap();
+    let loaded = match cubicle_eval::matrix::AnyReport::load(&path).unwrap() {
+        cubicle_eval::matrix::AnyReport::Matrix(m) => m,
+        cubicle_eval::matrix::AnyReport::Suite(_) => panic!("read as a single report"),
+    };
+    assert_eq!(loaded, report);
+    assert!(compare_matrix(&loaded, &report, &Thresholds::default()).is_empty());
+    let found = compare(base, no_ask, &Thresholds::default());
+    assert!(
+        found
+            .iter()
+            .any(|r| r.task == "ambiguous-currency" && r.what.contains("asked")),
+        "{found:?}"
+    );
+    let mut worse = report.clone();
+    worse.cells[0] = no_ask.clone();
+    worse.cells[0].cell.as_mut().unwrap().name = "baseline".into();
+    let found = compare_matrix(&report, &worse, &Thresholds::default());
+    assert!(
+        found
+            .iter()
+            .any(|r| r.task == "baseline/ambiguous-currency"),
+        "{found:?}"
+    );
+    let md = cubicle_eval::matrix::markdown(&report);
+    let html = cubicle_eval::matrix::html(&report);
+    for name in ["baseline", "no-ask"] {
+        assert!(md.contains(&format!("## Cell `{name}`")), "{md}");
+        assert!(html.contains(&format!("id=\"cell-{name}\"")));
+    }
+    assert!(md.contains("without ask_user"));
 }
