@@ -45,6 +45,12 @@ pub struct DemoArgs {
     /// Backend: auto (jail if usable, else host with a warning), jail or host.
     #[arg(long, default_value = "auto")]
     pub backend: String,
+    /// Show the demo in the web UI instead of the terminal.
+    #[arg(long)]
+    pub ui: bool,
+    /// With --ui: print the address but do not open a browser.
+    #[arg(long)]
+    pub no_open: bool,
 }
 
 struct Terminal;
@@ -101,6 +107,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
     let reference = out.join(".reference.jsonl");
     std::fs::write(&reference, REFERENCE)?;
+    if args.ui {
+        return run_in_ui(&args, &receipts, &reference).await;
+    }
     let path = |p: &str| p.to_owned();
     let task = TaskSpec {
         id: "expense-report".into(),
@@ -312,6 +321,98 @@ fn audit_summary(records: &[cubicle_audit::Record]) -> String {
         );
     }
     s
+}
+
+/// `cubicle demo --ui`: the same recording, started as a session of a local
+/// server so it can be watched in the browser; the person opens the printed
+/// link (which carries the server's token) and sees it run.
+async fn run_in_ui(args: &DemoArgs, receipts: &Path, reference: &Path) -> Result<ExitCode> {
+    let starter = Arc::new(DemoStarter {
+        receipts: receipts.to_owned(),
+        reference: reference.to_owned(),
+        backend: args.backend.clone(),
+    });
+    let store = cubicle_agent::Store::from_env(|k| std::env::var(k).ok())?;
+    let server = cubicle_server::Server::bind(
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+        starter,
+        store,
+    )
+    .await?;
+    // Start the session through the server's own API, as the page would.
+    let url = format!("http://{}/api/sessions", server.addr());
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(server.token())
+        .json(&serde_json::json!({ "task": PROMPT, "grants": [] }))
+        .send()
+        .await
+        .context("starting the demo session")?;
+    if !response.status().is_success() {
+        anyhow::bail!(
+            "the server refused the demo session: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    let body: serde_json::Value = response.json().await?;
+    let id = body
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let link = format!("{}&session={id}", server.url());
+    eprintln!("cubicle demo: the expense report is running as session {id}.");
+    eprintln!("  The model's side is a RECORDING; every command really runs in a cubicle.");
+    eprintln!("  Watch it here (the link is your key — do not share it):\n  {link}");
+    eprintln!("  Press Ctrl-C to stop the server.");
+    if !args.no_open {
+        let _ = std::process::Command::new("xdg-open")
+            .arg(&link)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the recorded expense report whatever the page asks for: the demo
+/// has one task.
+struct DemoStarter {
+    receipts: PathBuf,
+    reference: PathBuf,
+    backend: String,
+}
+
+#[async_trait::async_trait]
+impl cubicle_server::SessionStarter for DemoStarter {
+    async fn start(
+        &self,
+        _req: cubicle_server::StartRequest,
+    ) -> std::result::Result<cubicle_server::StartedSession, String> {
+        let opts = crate::cli::SessionOpts {
+            grants: vec![format!("{}:ro", self.receipts.display())],
+            provider: Some("replay".into()),
+            model: None,
+            base_url: None,
+            replay: Some(self.reference.clone()),
+            backend: self.backend.clone(),
+            dangerously_allow_no_landlock: false,
+            no_input: false,
+            allow: Vec::new(),
+            ask: Vec::new(),
+            deny: Vec::new(),
+            allow_domain: Vec::new(),
+            settings: Vec::new(),
+            trust: false,
+            max_turns: None,
+            max_tokens: None,
+            time_limit: None,
+            json: false,
+        };
+        crate::drive::start_for_server(&opts, PROMPT).await
+    }
 }
 
 #[cfg(test)]

@@ -561,7 +561,18 @@ impl cubicle_server::SessionStarter for CliStarter {
             time_limit: None,
             json: false,
         };
-        let started = start(&opts, Some(&req.task))
+        start_for_server(&opts, &req.task).await
+    }
+}
+
+/// Starts a session whose front end is the web UI: the server sends the
+/// task; this returns the handle and what to do when the session ends.
+pub async fn start_for_server(
+    opts: &SessionOpts,
+    task: &str,
+) -> Result<cubicle_server::StartedSession, String> {
+    {
+        let started = start(opts, Some(task))
             .await
             .map_err(|e| format!("{e:#}"))?;
         let Started {

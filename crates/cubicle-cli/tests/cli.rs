@@ -975,3 +975,59 @@ fn skills_are_offered_activated_with_preferences_and_their_scripts_run_inside() 
     assert!(results.contains("Read-only file system"), "{results}");
     assert!(!skill.join("evil").exists());
 }
+
+#[test]
+fn demo_in_the_web_ui_runs_the_recording_as_a_served_session() {
+    let env = Env::new();
+    let mut child = env
+        .cmd()
+        .args(["demo", "--ui", "--no-open", "--out"])
+        .arg(env.home.path().join("demo"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let link = loop {
+        let line = lines
+            .next()
+            .expect("the demo ended before printing its link")
+            .unwrap();
+        if let Some(pos) = line.find("http://127.0.0.1:") {
+            break line[pos..].trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let id = link.rsplit_once("session=").unwrap().1.to_owned();
+    let totals = env.workspace(&id).join("report/totals.csv");
+    for _ in 0..600 {
+        if std::fs::read_to_string(&totals).is_ok_and(|t| t.contains("TOTAL")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        std::fs::read_to_string(&totals)
+            .unwrap()
+            .contains("TOTAL,796.25"),
+        "the served demo did not produce its report"
+    );
+    // The page it links to is served (the token is in the link).
+    let (host, rest) = link.trim_start_matches("http://").split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET /{rest} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    assert!(
+        page.starts_with("HTTP/1.1 200"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(child.id() as i32, 2) };
+    assert!(child.wait().unwrap().success());
+}

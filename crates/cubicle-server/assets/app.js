@@ -263,4 +263,9 @@ $('message-form').addEventListener('submit', (e) => {
 
 if (!token) showError(new Error('This page needs the link `cubicle serve` printed (it carries the access token).'));
 addGrant();
-loadList().then(() => { if (!$('sessions').querySelector('button')) show('new'); });
+// `?session=ID` opens that session (e.g. the one `cubicle demo --ui` started).
+const wanted = new URLSearchParams(location.search).get('session');
+loadList().then(() => {
+  if (wanted) openSession(wanted);
+  else if (!$('sessions').querySelector('button')) show('new');
+});
