@@ -117,6 +117,14 @@ pub enum Check {
         /// The checks, each on one JSON pointer.
         checks: Vec<JsonCheck>,
     },
+    /// A JSON file valid against a JSON Schema (the subset in
+    /// [`crate::schema`]).
+    JsonSchema {
+        /// Cubicle path.
+        path: String,
+        /// The schema file, relative to the task folder.
+        schema: String,
+    },
     /// Cell values (and formulas) of an XLSX workbook.
     XlsxCells {
         /// Cubicle path.
@@ -183,6 +191,7 @@ impl Check {
             Check::PdfContains { .. } => "pdf_contains",
             Check::CsvEquals { .. } => "csv_equals",
             Check::Json { .. } => "json",
+            Check::JsonSchema { .. } => "json_schema",
             Check::XlsxCells { .. } => "xlsx_cells",
             Check::Png { .. } => "png",
             Check::DirListing { .. } => "dir_listing",
@@ -375,6 +384,18 @@ fn check(check: &Check, input: &GradeInput<'_>) -> Result<String, String> {
                 json_check(&doc, c).map_err(|e| format!("{path}{}: {e}", c.pointer))?;
             }
             Ok(format!("{path}: {} checks pass", checks.len()))
+        }
+        Check::JsonSchema { path, schema } => {
+            let text = read_text(input.paths, path)?;
+            let doc: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{path} is not JSON: {e}"))?;
+            let schema_path = input.task_dir.join(schema);
+            let schema: Value = std::fs::read_to_string(&schema_path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                .map_err(|e| format!("cannot read the schema {}: {e}", schema_path.display()))?;
+            crate::schema::validate(&schema, &doc).map_err(|e| format!("{path}{e}"))?;
+            Ok(format!("{path} matches its schema"))
         }
         Check::XlsxCells {
             path,

@@ -21,6 +21,7 @@ pub mod pricing;
 pub mod render;
 pub mod report;
 pub mod runner;
+pub mod schema;
 pub mod task;
 pub mod transcript_checks;
 pub mod xlsx;
