@@ -49,8 +49,9 @@ pub struct EvalRunArgs {
     #[arg(long = "task")]
     pub tasks: Vec<String>,
     /// A tweak matrix (TOML, `[[cell]]`s: name, system_prompt or
-    /// system_prompt_append, without_tools, skills, backend): each cell is a
-    /// full run, reported in OUT/cells/<name>/ and together in OUT/report.*.
+    /// system_prompt_append, without_tools, skills (on or off: the skills
+    /// tasks ship in their skills/ folders), backend): each cell is a full
+    /// run, reported in OUT/cells/<name>/ and together in OUT/report.*.
     #[arg(long, value_name = "FILE")]
     pub matrix: Option<PathBuf>,
 }
@@ -215,16 +216,6 @@ async fn run_matrix(
             suite.tasks.len(),
             suite.name
         );
-        if cell.skills.is_some() {
-            eprintln!(
-                "cubicle: note: skills {} is recorded in the report; eval runs load no skills, so replay is unchanged by it",
-                if cell.skills == Some(true) {
-                    "on"
-                } else {
-                    "off"
-                }
-            );
-        }
         let runner = EvalRunner::new(Arc::new(factory(backend)?), dir.join("runs"))
             .jobs(args.jobs)
             .observer(Arc::new(Progress))

@@ -1,6 +1,8 @@
 //! Computers for eval runs on this machine: the `jail` backend where the
 //! kernel allows it, else the unisolated `host` backend — said out loud, since
-//! a host run is not a cubicle.
+//! a host run is not a cubicle. A jail shows a task's skill folders read-only
+//! at `/mnt/.skills/<name>`; the host has no mounts, so there they stay at
+//! their host paths.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -99,6 +101,7 @@ impl ComputerFactory for LocalFactory {
         &self,
         grants: Vec<Grant>,
         workspace: PathBuf,
+        skills: Vec<(String, PathBuf)>,
     ) -> Result<Arc<dyn Computer>, String> {
         match self {
             LocalFactory::Jail {
@@ -117,13 +120,16 @@ impl ComputerFactory for LocalFactory {
                     env: BTreeMap::new(),
                     dangerously_allow_no_landlock: false,
                     egress: None,
-                    skills: Vec::new(),
+                    skills,
                 })
                 .await
                 .map_err(|e| e.to_string())?;
                 Ok(Arc::new(c))
             }
             LocalFactory::Host { guest } => {
+                // No mounts on the host: the skill folders are used at their
+                // host paths (the runner says so in the system prompt).
+                drop(skills);
                 let c = HostComputer::start(HostConfig {
                     grants,
                     workspace,

@@ -174,6 +174,13 @@ pub enum Check {
     /// No tool call named a path outside the grants, the workspace and the
     /// system's read-only directories.
     StayedInGrants,
+    /// The agent activated the skill `name` (a `skill` tool call with that
+    /// name that did not fail — with skills off the tool is not offered, so a
+    /// replayed activation fails and so does this check).
+    UsedSkill {
+        /// The skill's name.
+        name: String,
+    },
 }
 
 fn default_tolerance() -> f64 {
@@ -198,6 +205,7 @@ impl Check {
             Check::AskedUser => "asked_user",
             Check::UsedTool { .. } => "used_tool",
             Check::StayedInGrants => "stayed_in_grants",
+            Check::UsedSkill { .. } => "used_skill",
         }
     }
 }
@@ -472,6 +480,7 @@ fn check(check: &Check, input: &GradeInput<'_>) -> Result<String, String> {
         Check::StayedInGrants => {
             transcript_checks::stayed_in_grants(input.transcript, input.allowed_roots)
         }
+        Check::UsedSkill { name } => transcript_checks::used_skill(input.transcript, name),
     }
 }
 

@@ -3,7 +3,9 @@
 //! offered (e.g. without `ask_user`, without `bash`), skills on or off, the
 //! backend. Replay plays the model's side verbatim, so a cell's change shows
 //! up in the files and transcript checks: without `ask_user` the ambiguous
-//! tasks' questions go unanswered and their `asked_user` graders fail.
+//! tasks' questions go unanswered and their `asked_user` graders fail; with
+//! `skills = false` the tasks that ship skills cannot activate them, so their
+//! `used_skill` graders fail.
 //!
 //! A matrix file is TOML:
 //!
@@ -47,8 +49,11 @@ pub struct Cell {
     /// agent's questions fail as they do under `--no-input`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub without_tools: Vec<String>,
-    /// Skills on or off. Passed through and recorded; the eval runner loads
-    /// no skills, so in replay this changes nothing but the report.
+    /// Skills on or off (on when absent). On: the skills a task ships in its
+    /// `skills/` folder are in the system prompt's catalog, the `skill` tool
+    /// is offered, and their folders are at `/mnt/.skills/<name>`. Off: none
+    /// of that, so in replay a recorded activation fails as an unknown tool,
+    /// and `used_skill` graders (and whatever needed the skill) fail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skills: Option<bool>,
     /// Backend for this cell (`auto`, `jail`, `host`); the run's when absent.

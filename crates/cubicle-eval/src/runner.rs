@@ -5,9 +5,17 @@
 //! Replay plays the model's side of a transcript verbatim while every tool
 //! call runs again for real, so a change to the tools, the system prompt or
 //! the backend shows up as a change in the files a task produces.
+//!
+//! A task may ship skills (`skills/<name>/SKILL.md` and their files). With
+//! skills on (the default; a matrix cell may turn them off) they are copied
+//! into the run's folder, their catalog goes into the system prompt, the
+//! `skill` tool is offered, and the computer shows their folders read-only
+//! at `/mnt/.skills/<name>` (on `host`, which mounts nothing, the prompt
+//! names their host folders instead). With skills off there is none of
+//! that: a replayed activation fails as a call to an unknown tool.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -21,6 +29,7 @@ use cubicle_protocol::events::{
 };
 use cubicle_protocol::transcript::{Entry, Header, Record, TRANSCRIPT_FORMAT, TRANSCRIPT_VERSION};
 use cubicle_sandbox::{Computer, Grant};
+use cubicle_skills::{Catalog, Skill, SkillSource, SkillTool};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -37,11 +46,15 @@ pub trait ComputerFactory: Send + Sync {
     /// Backend name, for the report.
     fn backend(&self) -> &str;
 
-    /// Starts a computer with these grants and this workspace.
+    /// Starts a computer with these grants and this workspace, showing each
+    /// `(name, host folder)` of `skills` read-only at `/mnt/.skills/<name>`
+    /// where the backend can (an isolated one); elsewhere the skills stay at
+    /// their host folders.
     async fn start(
         &self,
         grants: Vec<Grant>,
         workspace: PathBuf,
+        skills: Vec<(String, PathBuf)>,
     ) -> Result<Arc<dyn Computer>, String>;
 }
 
@@ -131,7 +144,7 @@ impl EvalRunner {
     }
 
     /// Runs every task under a matrix cell's changes (system prompt, tools,
-    /// skills flag); the cell is recorded in the report.
+    /// skills on or off); the cell is recorded in the report.
     pub fn cell(mut self, cell: Cell) -> Self {
         self.cell = Some(cell);
         self
@@ -242,16 +255,25 @@ impl EvalRunner {
                 writable: g.writable,
             });
         }
+        let skills = if self.skills_on() {
+            load_skills(task, &dir)?
+        } else {
+            Vec::new()
+        };
+        let mounts = skills
+            .iter()
+            .map(|s| (s.name.clone(), s.host_dir().to_path_buf()))
+            .collect();
         let computer = self
             .factory
-            .start(grants, workspace.clone())
+            .start(grants, workspace.clone(), mounts)
             .await
             .map_err(|message| EvalError::Computer {
                 task: task.id.clone(),
                 message,
             })?;
         self.observer.computer_started(task, computer.info());
-        let outcome = self.drive(task, mode, &computer, &dir).await;
+        let outcome = self.drive(task, mode, &computer, &dir, &skills).await;
         if let Err(e) = computer.stop().await {
             tracing::warn!(task = %task.id, "stopping the computer failed: {e}");
         }
@@ -263,6 +285,7 @@ impl EvalRunner {
         let info = computer.info();
         let mut allowed = vec![info.workspace.clone()];
         allowed.extend(info.grants.iter().map(|g| g.path.clone()));
+        allowed.extend(skills.iter().map(|s| skill_dir(s, info.isolated)));
         let input = grader::GradeInput {
             task_dir: &task.dir,
             paths: &paths,
@@ -309,6 +332,11 @@ impl EvalRunner {
         Ok(TaskRun { report, paths })
     }
 
+    /// Whether tasks' skills are loaded: the cell's flag, on by default.
+    fn skills_on(&self) -> bool {
+        self.cell.as_ref().and_then(|c| c.skills).unwrap_or(true)
+    }
+
     /// Runs the session; returns the model name, how the turn ended, and
     /// the run's transcript.
     async fn drive(
@@ -317,6 +345,7 @@ impl EvalRunner {
         mode: &RunMode,
         computer: &Arc<dyn Computer>,
         dir: &Path,
+        skills: &[Skill],
     ) -> Result<(String, String, PathBuf), EvalError> {
         let info = computer.info().clone();
         let model: Arc<dyn ModelClient> = match mode {
@@ -327,13 +356,17 @@ impl EvalRunner {
                 })?;
                 let mut entries = recorded.entries;
                 if !info.isolated {
-                    rewrite_paths(&mut entries, &info.workspace, &info.grants);
+                    let skill_dirs: Vec<(String, PathBuf)> = skills
+                        .iter()
+                        .map(|s| (s.name.clone(), s.host_dir().to_path_buf()))
+                        .collect();
+                    rewrite_paths(&mut entries, &info.workspace, &info.grants, &skill_dirs);
                 }
                 Arc::new(ReplayModel::from_entries(recorded.header.model, entries))
             }
             RunMode::Replay(ReplaySource::References | ReplaySource::Dir(_)) => {
                 let mode = self.transcript_for(task, mode);
-                return Box::pin(self.drive(task, &mode, computer, dir)).await;
+                return Box::pin(self.drive(task, &mode, computer, dir, skills)).await;
             }
             RunMode::Live(spec) => {
                 let env = self.env.clone();
@@ -388,7 +421,7 @@ impl EvalRunner {
                 .map_err(|e| EvalError::Model(format!("could not write to the audit log: {e}")))?;
         }
         let cell = self.cell.clone().unwrap_or_default();
-        let tools = cubicle_tools::computer_tools()
+        let mut tools: Vec<Arc<dyn cubicle_tools::Tool>> = cubicle_tools::computer_tools()
             .into_iter()
             .filter(|t| {
                 task.tools
@@ -397,6 +430,19 @@ impl EvalRunner {
                     && !cell.removes(t.name())
             })
             .collect();
+        let mut appendix = cell.system_prompt_append.clone();
+        if !skills.is_empty() && !cell.removes("skill") {
+            let catalog = Catalog::new(skills.to_vec());
+            let text = skills_prompt(&catalog, info.isolated);
+            appendix = Some(match appendix {
+                Some(a) => format!("{a}\n\n{text}"),
+                None => text,
+            });
+            tools.push(Arc::new(SkillTool::new(
+                Arc::new(RwLock::new(catalog)),
+                None,
+            )));
+        }
         let mut handle = cubicle_agent::spawn(SessionParams {
             id: header.session_id.clone(),
             model,
@@ -409,7 +455,7 @@ impl EvalRunner {
                 max_wall: Some(Duration::from_secs(task.budget.time_secs)),
                 interactive: !cell.removes("ask_user"),
                 system_prompt: cell.system_prompt.clone(),
-                prompt_appendix: cell.system_prompt_append.clone(),
+                prompt_appendix: appendix,
                 ..SessionConfig::default()
             },
             history: Vec::new(),
@@ -500,20 +546,95 @@ pub fn answer(task: &TaskSpec, questions: &[Question]) -> Vec<Answer> {
         .collect()
 }
 
-/// Replaces the isolated layout's paths (`/workspace`, `/mnt/<name>`) in
-/// recorded tool calls with the computer's own, for backends such as `host`
-/// whose paths are the host's.
-pub fn rewrite_paths(entries: &mut [Entry], workspace: &str, grants: &[GrantInfo]) {
-    let mut map: Vec<(String, String)> = grants
+/// Tokens of the system prompt a task's skill catalog may use.
+pub const SKILL_CATALOG_BUDGET: usize = 2_000;
+
+/// The system prompt's section on skills: how to use them and the catalog;
+/// on a backend without isolation, where each skill's folder is.
+fn skills_prompt(catalog: &Catalog, isolated: bool) -> String {
+    let mut text = format!(
+        "# Skills\nThese skills hold instructions and scripts for particular kinds of work. When one fits the task, activate it with the `skill` tool before starting; its files are read-only under /mnt/.skills/<name>.\n{}",
+        catalog.render(SKILL_CATALOG_BUDGET)
+    );
+    if !isolated {
+        text.push_str(
+            "\nThis computer has no /mnt/.skills: each skill's files are in its folder here:\n",
+        );
+        for s in catalog.skills() {
+            text.push_str(&format!("- {}: {}\n", s.name, s.host_dir().display()));
+        }
+    }
+    text
+}
+
+/// Where the computer shows a skill's folder.
+fn skill_dir(skill: &Skill, isolated: bool) -> String {
+    if isolated {
+        skill.cubicle_dir()
+    } else {
+        skill.host_dir().display().to_string()
+    }
+}
+
+/// The task's skills (`<task>/skills/<name>/SKILL.md`), copied into the run
+/// folder `dir` so the run never reads or changes the suite's own copy.
+pub fn load_skills(task: &TaskSpec, dir: &Path) -> Result<Vec<Skill>, EvalError> {
+    let from = task.dir.join(crate::task::SKILLS_DIR);
+    if !from.is_dir() {
+        return Ok(Vec::new());
+    }
+    let to = dir.join(crate::task::SKILLS_DIR);
+    std::fs::create_dir_all(&to).map_err(EvalError::io(&to))?;
+    copy_tree(&from, &to)?;
+    let to = std::fs::canonicalize(&to).map_err(EvalError::io(&to))?;
+    let mut skills = Vec::new();
+    for entry in std::fs::read_dir(&to).map_err(EvalError::io(&to))? {
+        let path = entry.map_err(EvalError::io(&to))?.path();
+        if !path.join(cubicle_skills::skill::SKILL_FILE).is_file() {
+            continue;
+        }
+        let skill = Skill::load(
+            &path,
+            SkillSource::Project {
+                folder: task.dir.clone(),
+            },
+        )
+        .map_err(|e| EvalError::Task {
+            path: path.clone(),
+            message: format!("skill: {e}"),
+        })?;
+        skills.push(skill);
+    }
+    skills.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(skills)
+}
+
+/// Replaces the isolated layout's paths (`/workspace`, `/mnt/<name>`,
+/// `/mnt/.skills/<name>`) in recorded tool calls with the computer's own,
+/// for backends such as `host` whose paths are the host's; `skills` holds
+/// each skill's name and host folder.
+pub fn rewrite_paths(
+    entries: &mut [Entry],
+    workspace: &str,
+    grants: &[GrantInfo],
+    skills: &[(String, PathBuf)],
+) {
+    let mut map: Vec<(String, String)> = skills
         .iter()
-        .filter_map(|g| {
-            let name = Path::new(&g.host_path)
-                .file_name()?
-                .to_string_lossy()
-                .into_owned();
-            Some((format!("/mnt/{name}"), g.path.clone()))
+        .map(|(name, dir)| {
+            (
+                format!("{}/{name}", cubicle_skills::skill::CUBICLE_SKILLS_MOUNT),
+                dir.display().to_string(),
+            )
         })
         .collect();
+    map.extend(grants.iter().filter_map(|g| {
+        let name = Path::new(&g.host_path)
+            .file_name()?
+            .to_string_lossy()
+            .into_owned();
+        Some((format!("/mnt/{name}"), g.path.clone()))
+    }));
     map.push(("/workspace".to_owned(), workspace.to_owned()));
     for entry in entries {
         if let Record::ModelResponse { message, .. } = &mut entry.record {

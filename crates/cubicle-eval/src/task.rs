@@ -5,7 +5,8 @@
 //! per run so a read-write grant never changes the suite), its budgets, the
 //! answers a replayed or live run gets when the agent asks (`[answers]`),
 //! its graders (`[[graders]]`, see [`crate::grader`]), and the wrong
-//! transcripts that must fail named graders (`[[wrong]]`).
+//! transcripts that must fail named graders (`[[wrong]]`). Skills it ships
+//! sit in its `skills/` folder ([`SKILLS_DIR`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,10 @@ use crate::grader::GraderSpec;
 
 /// File name of a task's definition.
 pub const TASK_FILE: &str = "task.toml";
+
+/// Folder of a task's skills: `skills/<name>/SKILL.md` and their files,
+/// offered to the agent when the run's skills are on.
+pub const SKILLS_DIR: &str = "skills";
 
 /// File name of a task's hand-written reference transcript.
 pub const REFERENCE_FILE: &str = "reference.jsonl";

@@ -1,8 +1,8 @@
 //! Checks on what a run *did*, read from its transcript: whether it asked
-//! the person, which tools it used, and whether any tool call reached for a
+//! the person, which tools and skills it used, and whether any tool call reached for a
 //! path outside the folders it was given.
 
-use cubicle_protocol::conversation::ContentBlock;
+use cubicle_protocol::conversation::{ContentBlock, ToolResultContent};
 use cubicle_protocol::transcript::{Entry, Record};
 use serde_json::Value;
 
@@ -78,6 +78,68 @@ pub fn used_tool(entries: &[Entry], tool: &str, needle: Option<&str>) -> Result<
         (0, None) => Err(format!("never called {tool}")),
         (n, _) => Ok(format!("called {tool} {n} times")),
     }
+}
+
+/// Passes when the skill `name` was activated: a `skill` tool call with
+/// that name whose result was not an error. A call the session refused (the
+/// tool not offered, as with skills off, or no such skill) does not count.
+pub fn used_skill(entries: &[Entry], name: &str) -> Result<String, String> {
+    let mut ids = Vec::new();
+    for e in entries {
+        if let Record::ModelResponse { message, .. } = &e.record {
+            for b in &message.content {
+                if let ContentBlock::ToolUse {
+                    id,
+                    name: tool,
+                    input,
+                } = b
+                    && tool == "skill"
+                    && input.get("name").and_then(Value::as_str) == Some(name)
+                {
+                    ids.push(id.as_str());
+                }
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(format!("never activated the skill `{name}`"));
+    }
+    let mut failures = Vec::new();
+    for e in entries {
+        if let Record::ToolResult {
+            call_id,
+            is_error,
+            content,
+            ..
+        } = &e.record
+            && ids.contains(&call_id.as_str())
+        {
+            if !is_error {
+                return Ok(format!("activated the skill `{name}`"));
+            }
+            failures.push(result_text(content));
+        }
+    }
+    Err(format!(
+        "tried to activate the skill `{name}`, but it failed: {}",
+        if failures.is_empty() {
+            "no result".to_owned()
+        } else {
+            failures.join(" / ")
+        }
+    ))
+}
+
+fn result_text(content: &[ToolResultContent]) -> String {
+    let text = content
+        .iter()
+        .filter_map(|c| match c {
+            ToolResultContent::Text { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    text.chars().take(200).collect()
 }
 
 /// Passes when every absolute path a tool call names lies under one of

@@ -200,18 +200,80 @@ async fn replay_of_1000_steps() {
 async fn a_reference_replays_on_the_host_backend_too() {
     let guest = cubicle_sandbox::locate::GuestProgram::locate().unwrap();
     let suite = Suite::load(&suite_dir()).unwrap();
-    let task = suite
-        .tasks
-        .iter()
-        .find(|t| t.id == "bank-reconcile")
-        .unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let runner = EvalRunner::new(Arc::new(LocalFactory::Host { guest }), scratch.path());
-    let run = runner
-        .run_task(task, &RunMode::Replay(ReplaySource::References))
-        .await
+    // `expense-policy` runs its skill's script from /mnt/.skills/<name>,
+    // which on the host is the skill's folder in the run's scratch folder.
+    for id in ["bank-reconcile", "expense-policy"] {
+        let task = suite.tasks.iter().find(|t| t.id == id).unwrap();
+        let run = runner
+            .run_task(task, &RunMode::Replay(ReplaySource::References))
+            .await
+            .unwrap();
+        assert!(run.report.passed, "{id}: {:#?}", run.report.grades);
+    }
+}
+
+/// Skills on or off as a matrix cell, in replay: with skills on the task's
+/// skill is offered, activated and followed; with skills off the `skill`
+/// tool is not offered, so the recorded activation fails as an unknown
+/// tool, the skill's folder is not there, and `used_skill` and the policy
+/// grader fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_cell_with_skills_off_fails_the_skill_graders() {
+    use cubicle_eval::matrix::{Matrix, MatrixReport};
+    let mut suite = Suite::load(&suite_dir()).unwrap();
+    suite.tasks.retain(|t| t.id == "expense-policy");
+    assert_eq!(suite.tasks.len(), 1);
+    let matrix = Matrix::parse(
+        "[[cell]]\nname = \"skills\"\n\n[[cell]]\nname = \"no-skills\"\nskills = false\n",
+    )
+    .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut cells = Vec::new();
+    for cell in &matrix.cells {
+        let runner = EvalRunner::new(factory(), scratch.path().join(&cell.name)).cell(cell.clone());
+        cells.push(
+            runner
+                .run_suite(&suite, &RunMode::Replay(ReplaySource::References))
+                .await,
+        );
+    }
+    let report = MatrixReport::new(&suite.name, cells);
+    let on = report
+        .cell("skills")
+        .unwrap()
+        .task("expense-policy")
         .unwrap();
-    assert!(run.report.passed, "{:#?}", run.report.grades);
+    assert!(on.passed, "{on:#?}");
+    assert_eq!(on.metrics.tool_errors, 0, "{on:#?}");
+
+    let off_report = report.cell("no-skills").unwrap();
+    assert_eq!(off_report.cell.as_ref().unwrap().skills, Some(false));
+    let off = off_report.task("expense-policy").unwrap();
+    assert!(!off.passed);
+    let failed: Vec<&str> = off
+        .grades
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.id.as_str())
+        .collect();
+    assert!(failed.contains(&"used-skill"), "{off:#?}");
+    assert!(failed.contains(&"policy"), "{off:#?}");
+    let used = off.grades.iter().find(|g| g.id == "used-skill").unwrap();
+    assert!(used.detail.contains("no tool named `skill`"), "{used:#?}");
+    // The activation and the script it would have run both failed.
+    assert!(off.metrics.tool_errors >= 2, "{off:#?}");
+    let found = compare(
+        report.cell("skills").unwrap(),
+        off_report,
+        &Thresholds::default(),
+    );
+    assert!(
+        found.iter().any(|r| r.task == "expense-policy"),
+        "{found:?}"
+    );
+    assert!(cubicle_eval::matrix::markdown(&report).contains("skills off"));
 }
 
 /// A 2-cell matrix over 2 tasks in replay: the cell without `ask_user`
