@@ -731,6 +731,337 @@ pub const PROBES: &[Probe] = &[
     ),
 ];
 
+/// The backend a plan of probes is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The namespace jail, which [`PROBES`] is written for.
+    Jail,
+    /// A QEMU micro-VM: root inside owns a kernel of its own, and the
+    /// boundary is the hypervisor.
+    Vm,
+}
+
+/// How one probe of [`PROBES`] runs on a backend its expectation does not
+/// fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adaptation {
+    /// Run this probe instead (same name): the same attack, judged by what
+    /// containment means on that backend.
+    Replace(Probe),
+    /// The attack is aimed at the jail's own kernel interface; on this
+    /// backend it only reaches a kernel that is itself inside the boundary.
+    NotApplicable,
+}
+
+/// One adaptation of a probe to a backend, with the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendRule {
+    /// The probe's name in [`PROBES`].
+    pub probe: &'static str,
+    /// The backend it applies to.
+    pub backend: Backend,
+    /// What runs instead.
+    pub adaptation: Adaptation,
+    /// Why.
+    pub why: &'static str,
+}
+
+const VM_OWN_KERNEL: &str = "inside a VM the command is root of a kernel of its own (capabilities, namespaces, mount, ptrace, /proc/sys, /sys, keyrings, raw sockets all act on the guest kernel); the boundary is QEMU, and the host-side checks still run";
+
+macro_rules! vm_na {
+    ($name:expr) => {
+        BackendRule {
+            probe: $name,
+            backend: Backend::Vm,
+            adaptation: Adaptation::NotApplicable,
+            why: VM_OWN_KERNEL,
+        }
+    };
+}
+
+macro_rules! vm_replace {
+    ($why:expr, $name:expr, $cat:ident, $attack:expr, $req:expr, $expected:expr) => {
+        BackendRule {
+            probe: $name,
+            backend: Backend::Vm,
+            adaptation: Adaptation::Replace(probe!($name, $cat, $attack, $req, $expected)),
+            why: $why,
+        }
+    };
+}
+
+/// Where a probe of [`PROBES`] expects something only the jail provides,
+/// what runs instead on another backend. Probes not listed run unchanged.
+pub const ADAPTATIONS: &[BackendRule] = &[
+    vm_replace!(
+        "the VM's /root is the image's own home; what matters is that the host's home (the fixture's) is absent",
+        "read-host-home",
+        Files,
+        Attack::Shell(
+            "ls -A {FAKE_HOME} 2>/dev/null | grep -q . && echo ESCAPED || echo CONTAINED"
+        ),
+        SH,
+        "the host's home directory does not exist inside"
+    ),
+    vm_replace!(
+        "the VM's /etc/shadow is the image's own; it must hold no usable password",
+        "read-etc-shadow",
+        Files,
+        Attack::Shell(
+            "grep -Eq '^[^:]+:[^*!:]' /etc/shadow 2>/dev/null && echo ESCAPED || { grep -q {SECRET} /etc/shadow /etc/sudoers 2>/dev/null && echo ESCAPED || echo CONTAINED; }"
+        ),
+        SH,
+        "the image's shadow file has no usable password and is not the host's"
+    ),
+    vm_replace!(
+        "the image's /etc/passwd lists Debian's system users (daemon, …), not the host's; no human account may be there",
+        "etc-passwd-is-generated",
+        Files,
+        Attack::Shell("grep -q ':/home/' /etc/passwd && echo ESCAPED || echo CONTAINED"),
+        SH,
+        "/etc/passwd lists no host user"
+    ),
+    vm_replace!(
+        "the VM's init keeps /run/cubicle open; every descriptor must still point inside the VM's tree",
+        "proc-fds-point-only-inside",
+        Files,
+        Attack::Shell(
+            "python3 -c \"import os,glob\nbad=[]\nfor f in glob.glob('/proc/[0-9]*/fd/*')+glob.glob('/proc/[0-9]*/cwd'):\n  try: t=os.readlink(f)\n  except OSError: continue\n  if t.startswith('/') and not t.startswith(('/workspace','/dev','/tmp','/mnt','/run/cubicle','/proc','/usr','/sys')) and t!='/': bad.append((f,t))\n  if '{SECRET_DIR}' in t: bad.append((f,t))\nprint('ESCAPED',bad) if bad else print('CONTAINED')\""
+        ),
+        PY,
+        "no open descriptor or cwd refers to a host path"
+    ),
+    vm_replace!(
+        "the VM's /root is the image's own; the op must not list the host's home (the fixture's)",
+        "list-host-home-op",
+        Files,
+        Attack::ListDir("{FAKE_HOME}"),
+        &[],
+        "list_dir of the host's home fails"
+    ),
+    vm_replace!(
+        "writes outside the shares go to the VM's RAM overlay over the read-only erofs image; the host's / is checked untouched",
+        "write-root",
+        Files,
+        Attack::Shell(
+            "touch /pwned-{UNIQUE} 2>/dev/null; grep -q '^overlay / overlay ' /proc/mounts && ! grep -Eq ' / (9p|virtiofs|ext4|xfs|btrfs) ' /proc/mounts && echo CONTAINED || echo ESCAPED"
+        ),
+        &["touch", "grep"],
+        "/ is a RAM overlay over the read-only image"
+    ),
+    vm_replace!(
+        "as write-root: /usr is part of the RAM overlay",
+        "write-usr",
+        Files,
+        Attack::Shell(
+            "touch /usr/pwned-{UNIQUE} 2>/dev/null; grep -q '^overlay / overlay' /proc/mounts && ! grep -q ' /usr ' /proc/mounts && echo CONTAINED || echo ESCAPED"
+        ),
+        &["touch", "grep"],
+        "/usr is in the RAM overlay"
+    ),
+    vm_replace!(
+        "as write-root: /etc is part of the RAM overlay",
+        "write-etc",
+        Files,
+        Attack::Shell(
+            "touch /etc/pwned-{UNIQUE} 2>/dev/null; grep -q '^overlay / overlay' /proc/mounts && ! grep -q ' /etc ' /proc/mounts && echo CONTAINED || echo ESCAPED"
+        ),
+        &["touch", "grep"],
+        "/etc is in the RAM overlay"
+    ),
+    vm_replace!(
+        "write_file outside the shares lands in the RAM overlay; it must not reach a share",
+        "write-op-usr",
+        Files,
+        Attack::Shell(
+            "grep -E ' /usr | /usr/' /proc/mounts | grep -q 9p && echo ESCAPED || echo CONTAINED"
+        ),
+        &["grep"],
+        "/usr is not a host share"
+    ),
+    vm_replace!(
+        "the VM's only disk is the image, attached read-only by QEMU; writing it must fail",
+        "block-devices",
+        Files,
+        Attack::Shell(
+            "python3 -c \"import os\ntry:\n  fd=os.open('/dev/vda',os.O_WRONLY);os.write(fd,b'x'*512);os.fsync(fd);print('ESCAPED')\nexcept OSError: print('CONTAINED')\"; ls /dev | grep -Eq '^(vd[b-z]|sd|nvme|xvd)' && echo ESCAPED"
+        ),
+        PY,
+        "the only disk is the read-only image"
+    ),
+    vm_na!("mknod-device"),
+    vm_replace!(
+        "the VM has its own kernel threads (50+ entries); only the host's marker process must be absent",
+        "see-host-processes",
+        Processes,
+        Attack::Shell(
+            "python3 -c \"import glob\nargs=[]\nfor f in glob.glob('/proc/[0-9]*/cmdline'):\n  try: args.append(open(f,'rb').read().split(b'\\\\0'))\n  except OSError: pass\nhost=[a for a in args if len(a)>1 and a[0].endswith(b'sleep') and a[1]==b'{SLEEP_MARKER}']\nprint('ESCAPED' if host else 'CONTAINED', len(args))\""
+        ),
+        PY,
+        "no host process is visible"
+    ),
+    vm_na!("ptrace-attach"),
+    vm_na!("ptrace-traceme"),
+    vm_na!("no-capabilities"),
+    vm_na!("setuid-binary"),
+    vm_na!("mount-tmpfs"),
+    vm_na!("unshare-user"),
+    vm_na!("clone-newuser"),
+    vm_na!("setns-host"),
+    vm_na!("proc-sys-write"),
+    vm_na!("sysrq-trigger"),
+    vm_na!("sys-write"),
+    vm_na!("kernel-syscalls"),
+    vm_na!("keyring"),
+    vm_replace!(
+        "raw and packet sockets open on the guest kernel, but the VM has no network device: a raw ICMP echo to the host gets no answer",
+        "raw-socket",
+        Network,
+        Attack::Shell(
+            "python3 -c \"import socket,struct\ns=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_ICMP);s.settimeout(2)\np=struct.pack('!BBHHH',8,0,0xf7fe,1,0)\ngot=[]\nfor a in ['{HOST_IP}','10.0.2.2']:\n  try: s.sendto(p,(a,0))\n  except OSError: pass\ntry:\n  while True:\n    d,f=s.recvfrom(128)\n    if f[0]!='127.0.0.1': got.append(f)\nexcept OSError: pass\nprint('ESCAPED',got) if got else print('CONTAINED')\""
+        ),
+        PY,
+        "no packet leaves the VM"
+    ),
+    vm_replace!(
+        "packet and netlink sockets open on the guest kernel; the VM has no interface but lo to send on",
+        "packet-and-netlink-sockets",
+        Network,
+        Attack::Shell(
+            "ls /sys/class/net | grep -vx lo | grep -q . && echo ESCAPED || echo CONTAINED"
+        ),
+        SH,
+        "no network interface but lo"
+    ),
+];
+
+/// Attacks only the VM has a surface for: its hypervisor's devices, the
+/// host's addresses as seen from a guest, and the 9p shares.
+pub const VM_PROBES: &[Probe] = &[
+    probe!(
+        "vm-no-nic",
+        Network,
+        Attack::Shell(
+            "ls /sys/class/net | grep -vx lo | grep -q . && echo ESCAPED || { grep -l 0001 /sys/bus/virtio/devices/*/device 2>/dev/null | grep -q . && echo ESCAPED || echo CONTAINED; }"
+        ),
+        SH,
+        "the VM has no network device (no virtio-net, `-nic none`)"
+    ),
+    probe!(
+        "vm-host-loopback-and-gateways",
+        Network,
+        Attack::Shell(
+            "python3 -c \"import socket\nok=[]\nfor a in [('127.0.0.1',{TCP_PORT}),('{HOST_IP}',{TCP_PORT}),('10.0.2.2',{TCP_PORT}),('10.0.2.2',22),('10.0.2.3',53),('192.168.122.1',{TCP_PORT}),('172.17.0.1',{TCP_PORT})]:\n  try: s=socket.create_connection(a,timeout=2);ok.append((a,s.recv(64)))\n  except OSError: pass\nprint('ESCAPED',ok) if ok else print('CONTAINED')\""
+        ),
+        PY,
+        "no host address (loopback, own address, user-net gateway, bridges) answers"
+    ),
+    probe!(
+        "vm-only-virtio-devices",
+        Processes,
+        Attack::Shell(
+            "for d in /sys/bus/virtio/devices/*/device; do cat $d; done | sort -u | grep -vxE '0x0002|0x0003|0x0009' | grep -q . && echo ESCAPED || echo CONTAINED"
+        ),
+        SH,
+        "QEMU gives the VM only a block disk, the serial port and 9p shares"
+    ),
+    probe!(
+        "vm-9p-symlink-readlink-only",
+        Files,
+        Attack::Shell(
+            "t=$(readlink /mnt/ro/escape-link); cat /mnt/ro/escape-link /mnt/ro/rel-link \"$t\" 2>/dev/null | grep -q {SECRET} && echo ESCAPED || echo CONTAINED"
+        ),
+        SH,
+        "a symlink in a 9p share is resolved by the guest, in the guest's tree"
+    ),
+    probe!(
+        "vm-9p-symlink-made-in-rw-share",
+        Files,
+        Attack::Shell(
+            "ln -sfn {SECRET_DIR} /mnt/rw/dirlink && ln -sf {SECRET_PATH} /mnt/rw/filelink; cat /mnt/rw/filelink /mnt/rw/dirlink/secret.txt 2>/dev/null | grep -q {SECRET} && echo ESCAPED || echo CONTAINED"
+        ),
+        &["ln", "cat", "grep"],
+        "a symlink the guest makes in a writable share does not lead to the host"
+    ),
+    probe!(
+        "vm-9p-symlink-read-op",
+        Files,
+        Attack::ReadFile("/mnt/rw/dirlink/secret.txt"),
+        &[],
+        "read_file through a symlink made in a writable share fails"
+    ),
+    probe!(
+        "vm-9p-dotdot",
+        Files,
+        Attack::Shell(
+            "test -e /mnt/ro/../secret -o -e /mnt/../secret -o -e /mnt/rw/../../secret && echo ESCAPED || { cat /mnt/ro/../secret/secret.txt /mnt/rw/../../secret/secret.txt 2>/dev/null | grep -q {SECRET} && echo ESCAPED || echo CONTAINED; }"
+        ),
+        SH,
+        "`..` from a share's root stays in the guest's /mnt"
+    ),
+    probe!(
+        "vm-9p-mount-other-tag",
+        Files,
+        Attack::Shell(
+            "mkdir -p /tmp/9 && mount -t 9p -o rw,trans=virtio,version=9p2000.L g0 /tmp/9 2>/dev/null; (echo PWNED > /tmp/9/data.txt) 2>/dev/null; touch /tmp/9/new 2>/dev/null; ls /tmp/9/.. 2>/dev/null | grep -q secret && echo ESCAPED; umount /tmp/9 2>/dev/null; grep -q original /mnt/ro/data.txt && test ! -e /mnt/ro/new && echo CONTAINED || echo ESCAPED"
+        ),
+        &["mount", "mkdir", "touch"],
+        "mounting the read-only share again read-write still cannot write (QEMU exports it read-only)"
+    ),
+];
+
+/// One probe to run on a backend, and why it differs from [`PROBES`], if it
+/// does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    /// The probe to run.
+    pub probe: Probe,
+    /// Why it was adapted for the backend, when it was.
+    pub adapted: Option<&'static str>,
+}
+
+/// The probes to run on `backend`, in scorecard order ([`PROBES`] with its
+/// adaptations, then the backend's own), and the probes that do not apply,
+/// with the reason.
+pub fn plan(backend: Backend) -> (Vec<Planned>, Vec<(&'static str, &'static str)>) {
+    let mut run = Vec::new();
+    let mut not_applicable = Vec::new();
+    for p in PROBES {
+        match ADAPTATIONS
+            .iter()
+            .find(|r| r.backend == backend && r.probe == p.name)
+        {
+            None => run.push(Planned {
+                probe: *p,
+                adapted: None,
+            }),
+            Some(r) => match r.adaptation {
+                Adaptation::Replace(q) => run.push(Planned {
+                    probe: q,
+                    adapted: Some(r.why),
+                }),
+                Adaptation::NotApplicable => not_applicable.push((r.probe, r.why)),
+            },
+        }
+    }
+    if backend == Backend::Vm {
+        // The VM's own probes go before the resource attacks, which are
+        // last in PROBES.
+        let first_resource = run
+            .iter()
+            .position(|p| p.probe.category == Category::Resources)
+            .unwrap_or(run.len());
+        run.splice(
+            first_resource..first_resource,
+            VM_PROBES.iter().map(|p| Planned {
+                probe: *p,
+                adapted: None,
+            }),
+        );
+    }
+    (run, not_applicable)
+}
+
 /// Host-side things the probes aim at: a secret file outside the grants, a
 /// planted symlink and hardlink in a read-only grant, loopback servers, a
 /// unix socket, an abstract socket and a host process. Dropping it stops the
@@ -1093,6 +1424,23 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), PROBES.len());
         assert!(PROBES.len() >= 40, "{} probes", PROBES.len());
+        for r in ADAPTATIONS {
+            assert!(
+                PROBES.iter().any(|p| p.name == r.probe),
+                "adaptation of unknown probe {}",
+                r.probe
+            );
+            if let Adaptation::Replace(q) = r.adaptation {
+                assert_eq!(q.name, r.probe);
+            }
+        }
+        let (vm, na) = plan(Backend::Vm);
+        assert_eq!(vm.len() + na.len(), PROBES.len() + VM_PROBES.len());
+        let mut all: Vec<_> = vm.iter().map(|p| p.probe.name).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), vm.len());
+        assert_eq!(plan(Backend::Jail).0.len(), PROBES.len());
         for p in PROBES {
             if let Attack::Shell(s) = p.attack {
                 assert!(s.contains("CONTAINED"), "{} never says CONTAINED", p.name);

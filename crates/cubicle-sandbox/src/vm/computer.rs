@@ -423,6 +423,13 @@ impl VmComputer {
                 Ok(c) => Arc::new(c),
                 Err(e) => return Err(fail(format!("{e}; {}", watch_state.failure()))),
             };
+        if let Some(limits) = &config.limits
+            && let Err(e) = apply_limits(&client, limits).await
+        {
+            return Err(fail(format!(
+                "cannot apply the session's limits in the VM: {e}"
+            )));
+        }
         let boot_time = started.elapsed();
         tracing::info!(
             target: "cubicle::vm",
@@ -483,6 +490,42 @@ impl VmComputer {
     /// The last lines of the VM's serial console.
     pub fn console_tail(&self) -> String {
         self.watch.console_tail()
+    }
+}
+
+/// Moves the guest into a `pids` cgroup, gives it the resource limits its
+/// commands inherit and caps `/tmp` and `/dev/shm`; run once, as root inside
+/// the VM, before the first command.
+async fn apply_limits(client: &GuestClient, l: &super::VmLimits) -> Result<(), String> {
+    let pid = client.info().pid;
+    let tmp_kib = l.tmp_bytes >> 10;
+    let script = format!(
+        "set -e\n\
+         grep -q ' /sys/fs/cgroup ' /proc/mounts || mount -t cgroup2 cgroup2 /sys/fs/cgroup\n\
+         echo +pids > /sys/fs/cgroup/cgroup.subtree_control\n\
+         mkdir -p /sys/fs/cgroup/session\n\
+         echo {procs} > /sys/fs/cgroup/session/pids.max\n\
+         echo {pid} > /sys/fs/cgroup/session/cgroup.procs\n\
+         mount -o remount,size={tmp_kib}k /tmp\n\
+         mount -o remount,size={tmp_kib}k /dev/shm\n\
+         python3 -c 'import resource as r\n\
+         for k,v in ((r.RLIMIT_DATA,{data}),(r.RLIMIT_NOFILE,{files}),(r.RLIMIT_FSIZE,{fsize})): r.prlimit({pid},k,(v,v))'\n",
+        procs = l.max_processes,
+        data = l.process_memory_bytes,
+        files = l.open_files,
+        fsize = l.file_size_bytes,
+    );
+    let mut req = ExecRequest::shell(script);
+    req.timeout_ms = Some(30_000);
+    let out = client.exec(req, None).await.map_err(|e| e.to_string())?;
+    if out.result.code == Some(0) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?}: {}",
+            out.result,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 

@@ -78,6 +78,42 @@ pub struct VmConfig {
     pub env: BTreeMap<String, String>,
     /// Where connections to the in-cubicle proxy port go; `None` refuses them.
     pub egress: Option<Arc<dyn EgressConnector>>,
+    /// Limits applied inside the VM to every command; `None` leaves the
+    /// VM's RAM as the only bound.
+    pub limits: Option<VmLimits>,
+}
+
+/// Limits inside the VM, as the jail's: the guest is moved into a `pids`
+/// cgroup and gets resource limits that every command inherits, and
+/// `/tmp` and `/dev/shm` are capped. The VM's fixed RAM and CPUs bound the
+/// whole session on the host regardless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmLimits {
+    /// Most processes and threads of the guest and its commands (`pids`
+    /// cgroup).
+    pub max_processes: u64,
+    /// Most private writable memory of one process (`RLIMIT_DATA`).
+    pub process_memory_bytes: u64,
+    /// Most open files of one process (`RLIMIT_NOFILE`).
+    pub open_files: u64,
+    /// Largest file one process may write (`RLIMIT_FSIZE`).
+    pub file_size_bytes: u64,
+    /// Size of `/tmp` and `/dev/shm`, each.
+    pub tmp_bytes: u64,
+}
+
+impl VmLimits {
+    /// Defaults sized for a guest of `memory_mib`.
+    pub fn for_memory(memory_mib: u32) -> Self {
+        let mem = u64::from(memory_mib) << 20;
+        Self {
+            max_processes: 512,
+            process_memory_bytes: mem / 2,
+            open_files: 4096,
+            file_size_bytes: 4 << 30,
+            tmp_bytes: mem / 4,
+        }
+    }
 }
 
 impl VmConfig {
@@ -100,6 +136,7 @@ impl VmConfig {
             heartbeat_timeout: Duration::from_secs(20),
             env: BTreeMap::new(),
             egress: None,
+            limits: Some(VmLimits::for_memory(512)),
         }
     }
 }
@@ -116,6 +153,7 @@ impl std::fmt::Debug for VmConfig {
             .field("run_dir", &self.run_dir)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("egress", &self.egress.is_some())
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }

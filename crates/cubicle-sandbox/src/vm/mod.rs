@@ -29,10 +29,17 @@
 //!    and runs the guest on the port named `cubicle`.
 //! 6. The host waits for that line (boot timeout, generous on TCG), then
 //!    connects to the port's Unix socket and runs the protocol handshake.
-//! 7. A heartbeat pings the guest every few seconds; a guest that stops
+//! 7. Limits ([`VmLimits`], as the jail's): the guest is moved into a
+//!    `pids` cgroup inside the VM and given `RLIMIT_DATA`, `RLIMIT_NOFILE`
+//!    and `RLIMIT_FSIZE`, which every command inherits; `/tmp` and
+//!    `/dev/shm` are capped. The VM's fixed RAM and CPUs bound it on the
+//!    host regardless. The jail's escape suite runs against the VM with the
+//!    adaptations of `jail::escape_suite::plan(Backend::Vm)`
+//!    (`tests/vm_attacks.rs`).
+//! 8. A heartbeat pings the guest every few seconds; a guest that stops
 //!    answering, or a QEMU that exits, marks the computer dead with a clear
 //!    reason, and QEMU is killed.
-//! 8. `stop` asks the guest to shut down (init then reboots the VM, which
+//! 9. `stop` asks the guest to shut down (init then reboots the VM, which
 //!    ends QEMU under `-no-reboot`) and kills QEMU if it lingers; dropping the
 //!    computer kills QEMU at once. The run directory (sockets) is removed.
 //!
@@ -82,7 +89,7 @@ pub mod qemu;
 
 pub use accel::{Accel, AccelChoice};
 pub use computer::VmComputer;
-pub use config::{VmConfig, VmImage};
+pub use config::{VmConfig, VmImage, VmLimits};
 
 /// Where the workspace is inside the VM.
 pub const WORKSPACE: &str = "/workspace";
