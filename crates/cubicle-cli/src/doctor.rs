@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cubicle_sandbox::jail::escape_suite::{self, Category, Fixtures, PROBES};
+use cubicle_sandbox::jail::escape_suite::{self, Backend, Category, Fixtures};
 use cubicle_sandbox::jail::{Limits, probe};
 
 use crate::backend;
@@ -58,14 +58,21 @@ async fn escape_scorecard(backend_name: &str) -> Result<ExitCode> {
         &backend::BackendOptions::default(),
     )
     .await?;
+    let resolved = backend::resolve(backend_name)?;
+    let (plan, not_applicable) = escape_suite::plan(if resolved == "vm" {
+        Backend::Vm
+    } else {
+        Backend::Jail
+    });
     println!();
-    println!("Escape suite against `{backend_name}`:");
+    println!("Escape suite against `{resolved}`:");
     println!(
         "  {:<34} {:<12} {:<10} expected",
         "probe", "category", "result"
     );
     let mut contained = 0;
-    for p in PROBES {
+    for planned in &plan {
+        let p = &planned.probe;
         let o = escape_suite::run_probe(&*computer, &fixtures, p).await;
         if o.contained {
             contained += 1;
@@ -77,6 +84,9 @@ async fn escape_scorecard(backend_name: &str) -> Result<ExitCode> {
             if o.contained { "contained" } else { "ESCAPED" },
             o.expected
         );
+        if let Some(why) = planned.adapted {
+            println!("      (adapted for this backend: {why})");
+        }
         if !o.contained {
             println!("      observed: {}", o.detail);
         }
@@ -87,15 +97,22 @@ async fn escape_scorecard(backend_name: &str) -> Result<ExitCode> {
             println!("      the session did not recover: {e}");
         }
     }
+    for (name, why) in &not_applicable {
+        println!("  {name:<34} {:<12} {:<10} {why}", "", "n/a");
+    }
     let host = fixtures.verify_host_untouched();
     let _ = computer.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     println!();
-    println!("{contained}/{} probes contained", PROBES.len());
+    println!(
+        "{contained}/{} probes contained ({} not applicable to this backend)",
+        plan.len(),
+        not_applicable.len()
+    );
     for h in &host {
         println!("host problem: {h}");
     }
-    Ok(if contained == PROBES.len() && host.is_empty() {
+    Ok(if contained == plan.len() && host.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
