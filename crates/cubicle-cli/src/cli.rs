@@ -130,6 +130,34 @@ pub struct SessionOpts {
     pub json: bool,
 }
 
+impl SessionOpts {
+    /// Options for a session started by a front end other than the command
+    /// line (the web UI, the demo): these grants and this backend, every
+    /// other option at its default.
+    pub fn for_front_end(grants: Vec<String>, backend: String) -> Self {
+        Self {
+            grants,
+            provider: None,
+            model: None,
+            base_url: None,
+            replay: None,
+            backend,
+            dangerously_allow_no_landlock: false,
+            no_input: false,
+            allow: Vec::new(),
+            ask: Vec::new(),
+            deny: Vec::new(),
+            allow_domain: Vec::new(),
+            settings: Vec::new(),
+            trust: false,
+            max_turns: None,
+            max_tokens: None,
+            time_limit: None,
+            json: false,
+        }
+    }
+}
+
 /// `cubicle run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -391,26 +391,12 @@ impl cubicle_server::SessionStarter for DemoStarter {
         &self,
         _req: cubicle_server::StartRequest,
     ) -> std::result::Result<cubicle_server::StartedSession, String> {
-        let opts = crate::cli::SessionOpts {
-            grants: vec![format!("{}:ro", self.receipts.display())],
-            provider: Some("replay".into()),
-            model: None,
-            base_url: None,
-            replay: Some(self.reference.clone()),
-            backend: self.backend.clone(),
-            dangerously_allow_no_landlock: false,
-            no_input: false,
-            allow: Vec::new(),
-            ask: Vec::new(),
-            deny: Vec::new(),
-            allow_domain: Vec::new(),
-            settings: Vec::new(),
-            trust: false,
-            max_turns: None,
-            max_tokens: None,
-            time_limit: None,
-            json: false,
-        };
+        let mut opts = crate::cli::SessionOpts::for_front_end(
+            vec![format!("{}:ro", self.receipts.display())],
+            self.backend.clone(),
+        );
+        opts.provider = Some("replay".into());
+        opts.replay = Some(self.reference.clone());
         crate::drive::start_for_server(&opts, PROMPT).await
     }
 }

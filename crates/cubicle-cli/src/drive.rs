@@ -537,30 +537,14 @@ impl cubicle_server::SessionStarter for CliStarter {
         &self,
         req: cubicle_server::StartRequest,
     ) -> Result<cubicle_server::StartedSession, String> {
-        let opts = SessionOpts {
-            grants: req
-                .grants
+        let mut opts = SessionOpts::for_front_end(
+            req.grants
                 .iter()
                 .map(|g| format!("{}:{}", g.path, if g.writable { "rw" } else { "ro" }))
                 .collect(),
-            provider: None,
-            model: req.model.clone(),
-            base_url: None,
-            replay: None,
-            backend: req.backend.clone().unwrap_or_else(|| "auto".into()),
-            dangerously_allow_no_landlock: false,
-            no_input: false,
-            allow: Vec::new(),
-            ask: Vec::new(),
-            deny: Vec::new(),
-            allow_domain: Vec::new(),
-            settings: Vec::new(),
-            trust: false,
-            max_turns: None,
-            max_tokens: None,
-            time_limit: None,
-            json: false,
-        };
+            req.backend.clone().unwrap_or_else(|| "auto".into()),
+        );
+        opts.model = req.model.clone();
         start_for_server(&opts, &req.task).await
     }
 }
