@@ -69,6 +69,69 @@ impl Grant {
     }
 }
 
+/// A grant checked for mounting: its canonical host path and what the
+/// session reports about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedGrant {
+    /// Canonical host path.
+    pub host_path: PathBuf,
+    /// Name under `/mnt`.
+    pub name: String,
+    /// Whether the agent may change it.
+    pub writable: bool,
+    /// The grant as front ends and the model see it.
+    pub info: cubicle_protocol::events::GrantInfo,
+}
+
+/// Checks grants for an isolated backend that mounts them at `/mnt/<name>`:
+/// each folder still exists (it may have gone since it was granted), is a
+/// folder, has a UTF-8 path, and no two share a name.
+pub fn check_for_mount(grants: &[Grant]) -> Result<Vec<MountedGrant>, SandboxError> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::with_capacity(grants.len());
+    for g in grants {
+        let host_path = std::fs::canonicalize(&g.host_path).map_err(|_| {
+            SandboxError::Config(format!(
+                "cannot grant {}: no such folder — check the path exists",
+                g.host_path.display()
+            ))
+        })?;
+        if !host_path.is_dir() {
+            return Err(SandboxError::Config(format!(
+                "cannot grant {}: it is not a folder — grant the folder that holds it",
+                host_path.display()
+            )));
+        }
+        if !names.insert(g.name.clone()) {
+            return Err(SandboxError::Config(format!(
+                "two grants are both named `{}` — make names unique with grants::dedupe_names",
+                g.name
+            )));
+        }
+        out.push(MountedGrant {
+            info: cubicle_protocol::events::GrantInfo {
+                host_path: utf8_path(&host_path)?,
+                path: g.guest_path(),
+                writable: g.writable,
+            },
+            host_path,
+            name: g.name.clone(),
+            writable: g.writable,
+        });
+    }
+    Ok(out)
+}
+
+/// A path as UTF-8, or a clear error (transcripts and the protocol are JSON).
+pub fn utf8_path(path: &Path) -> Result<String, SandboxError> {
+    path.to_str().map(str::to_owned).ok_or_else(|| {
+        SandboxError::Config(format!(
+            "{} is not valid UTF-8; rename it to use it with cubicle",
+            path.display()
+        ))
+    })
+}
+
 /// Makes grant names unique by suffixing `-2`, `-3`, … in order.
 pub fn dedupe_names(grants: &mut [Grant]) {
     let mut seen = BTreeSet::new();

@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 use std::fs::ReadDir;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cubicle_protocol::events::GrantInfo;
 use cubicle_protocol::guest::{ExecRequest, GuestConfig, OutputStream};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::Child;
@@ -22,6 +21,7 @@ use super::config::{GrantSpec, JailConfig, LaunchSpec};
 use super::init::ERROR_PREFIX;
 use super::limits;
 use crate::computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};
+use crate::grants::utf8_path as utf8;
 use crate::guest_client::{ExecSignaller, GuestClient};
 
 /// How long `stop` waits for the guest at each step before forcing it.
@@ -89,34 +89,11 @@ impl JailComputer {
         let workspace = std::fs::canonicalize(&config.workspace)?;
         let mut grants = Vec::new();
         let mut infos = Vec::new();
-        let mut names = std::collections::BTreeSet::new();
-        for g in &config.grants {
-            let host_path = std::fs::canonicalize(&g.host_path).map_err(|_| {
-                SandboxError::Config(format!(
-                    "cannot grant {}: no such folder — check the path exists",
-                    g.host_path.display()
-                ))
-            })?;
-            if !host_path.is_dir() {
-                return Err(SandboxError::Config(format!(
-                    "cannot grant {}: it is not a folder — grant the folder that holds it",
-                    host_path.display()
-                )));
-            }
-            if !names.insert(g.name.clone()) {
-                return Err(SandboxError::Config(format!(
-                    "two grants are both named `{}` — make names unique with grants::dedupe_names",
-                    g.name
-                )));
-            }
-            infos.push(GrantInfo {
-                host_path: utf8(&host_path)?,
-                path: g.guest_path(),
-                writable: g.writable,
-            });
+        for g in crate::grants::check_for_mount(&config.grants)? {
+            infos.push(g.info);
             grants.push(GrantSpec {
-                host_path,
-                name: g.name.clone(),
+                host_path: g.host_path,
+                name: g.name,
                 writable: g.writable,
             });
         }
@@ -368,15 +345,6 @@ impl Drop for JailComputer {
             std::thread::spawn(move || limits::remove_cgroup(&cg));
         }
     }
-}
-
-fn utf8(path: &Path) -> Result<String, SandboxError> {
-    path.to_str().map(str::to_owned).ok_or_else(|| {
-        SandboxError::Config(format!(
-            "{} is not valid UTF-8; rename it to use it with cubicle",
-            path.display()
-        ))
-    })
 }
 
 /// How often the workspace cap's monitor measures the workspace.

@@ -3,8 +3,8 @@
 //! virtio-serial port's socket, watches the VM (heartbeat, QEMU's exit) and
 //! tears it down.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,7 @@ use super::config::VmConfig;
 use super::qemu::{self, GUEST_MOUNT, GUEST_TAG, Launch, Share, WORKSPACE_TAG};
 use super::{EGRESS_LISTEN, WORKSPACE};
 use crate::computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};
+use crate::grants::utf8_path as utf8;
 use crate::guest_client::GuestClient;
 
 /// How long `stop` waits for the guest and then for QEMU.
@@ -134,15 +135,6 @@ fn base_env() -> BTreeMap<String, String> {
     )
 }
 
-fn utf8(path: &Path) -> Result<String, SandboxError> {
-    path.to_str().map(str::to_owned).ok_or_else(|| {
-        SandboxError::Config(format!(
-            "{} is not valid UTF-8; rename it to use it with cubicle",
-            path.display()
-        ))
-    })
-}
-
 impl VmComputer {
     /// Boots the VM, waits for its guest and connects to it.
     pub async fn start(config: VmConfig) -> Result<Self, SandboxError> {
@@ -173,37 +165,17 @@ impl VmComputer {
             writable: true,
         }];
         let mut infos = Vec::new();
-        let mut names = BTreeSet::new();
-        for (i, g) in config.grants.iter().enumerate() {
-            let host = std::fs::canonicalize(&g.host_path).map_err(|_| {
-                SandboxError::Config(format!(
-                    "cannot grant {}: no such folder — check the path exists",
-                    g.host_path.display()
-                ))
-            })?;
-            if !host.is_dir() {
-                return Err(SandboxError::Config(format!(
-                    "cannot grant {}: it is not a folder — grant the folder that holds it",
-                    host.display()
-                )));
-            }
-            if !names.insert(g.name.clone()) {
-                return Err(SandboxError::Config(format!(
-                    "two grants are both named `{}` — make names unique with grants::dedupe_names",
-                    g.name
-                )));
-            }
-            infos.push(GrantInfo {
-                host_path: utf8(&host)?,
-                path: g.guest_path(),
-                writable: g.writable,
-            });
+        for (i, g) in crate::grants::check_for_mount(&config.grants)?
+            .into_iter()
+            .enumerate()
+        {
             shares.push(Share {
                 tag: format!("g{i}"),
-                host,
-                guest: g.guest_path(),
+                host: g.host_path,
+                guest: g.info.path.clone(),
                 writable: g.writable,
             });
+            infos.push(g.info);
         }
 
         let accel = accel::choose(config.accel, &config.qemu, &config.image)
