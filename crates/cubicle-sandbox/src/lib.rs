@@ -10,6 +10,7 @@ pub mod guest_client;
 pub mod host;
 pub mod jail;
 pub mod locate;
+mod spawn;
 pub mod vm;
 
 pub use computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};

@@ -154,18 +154,7 @@ impl JailComputer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls prctl, which is async-signal-safe. The death signal follows
-        // the spawning thread; tokio spawns from a worker thread, which lives
-        // as long as the runtime.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::spawn::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| {
             SandboxError::Start(format!(
                 "cannot run the jail launcher {}: {e}",
