@@ -180,7 +180,7 @@ fn store() -> Result<Store> {
 fn model_client(spec: &ProviderSpec) -> Result<Arc<dyn ModelClient>> {
     resolve_provider(spec, &|k: &str| std::env::var(k).ok()).map_err(|e| match e {
         cubicle_models::ModelError::NoProvider => anyhow::anyhow!(
-            "no model is configured — set ANTHROPIC_API_KEY, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM)"
+            "no model is configured — set ANTHROPIC_API_KEY, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM); to see Cubicle work without one, run `cubicle demo`"
         ),
         other => other.into(),
     })
