@@ -640,7 +640,13 @@ pub const PROBES: &[Probe] = &[
     probe!(
         "fork-bomb",
         Resources,
-        Attack::Shell("exec 2>/dev/null; bomb() { bomb | bomb & }; bomb; sleep 4; echo CONTAINED"),
+        // `sleep` is forked before the bomb and only waited on after it:
+        // the shell that reports must not need a fork while the bomb
+        // holds every process slot, or it dies with "Cannot fork" and
+        // the probe cannot tell.
+        Attack::Shell(
+            "exec 2>/dev/null; sleep 4 & s=$!; bomb() { bomb | bomb & }; bomb; wait $s; echo CONTAINED"
+        ),
         &["sleep"],
         8_000,
         "a fork bomb hits the process limit; the session survives"
