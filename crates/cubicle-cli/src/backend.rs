@@ -113,6 +113,12 @@ pub async fn start(
                         "no cubicle image is built for the vm backend — run `cubicle image build` (needs root, mmdebstrap, erofs-utils and qemu-system-x86)"
                     )
                 })?;
+            cubicle_image::verify_cached(&image.dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "the cubicle image in {} failed verification: {e} — build a fresh one with `cubicle image build`, then remove the broken one",
+                    image.dir.display()
+                )
+            })?;
             let mut config = cubicle_sandbox::vm::VmConfig::new(
                 cubicle_sandbox::vm::VmImage::from_image(&image),
                 workspace,

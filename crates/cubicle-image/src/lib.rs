@@ -14,7 +14,7 @@ pub mod profile;
 
 pub use builder::{BuildOptions, Step, build};
 pub use cache::{Image, default_cache_dir, find_latest, list, prune};
-pub use manifest::{Artefact, Manifest, verify};
+pub use manifest::{Artefact, Manifest, verify, verify_cached};
 pub use profile::{MissingPackage, Profile};
 
 /// File name of the root file system directory inside an image.

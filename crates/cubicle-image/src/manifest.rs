@@ -162,6 +162,72 @@ pub fn verify(dir: &Path) -> Result<Manifest, ImageError> {
     Ok(manifest)
 }
 
+/// File beside the manifest recording what the last successful [`verify`]
+/// saw of each artefact.
+const VERIFIED: &str = ".verified.json";
+
+/// What [`verify_cached`] remembers of an artefact it hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Seen {
+    bytes: u64,
+    modified_ns: u128,
+    inode: u64,
+}
+
+fn seen(path: &Path) -> Option<Seen> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    let modified_ns = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(Seen {
+        bytes: meta.len(),
+        modified_ns,
+        inode: meta.ino(),
+    })
+}
+
+/// [`verify`], but skipped when no artefact's size, modification time or
+/// inode changed since the last successful verification (recorded in
+/// `.verified.json` beside the manifest). Starting a VM calls this: a full
+/// hash of the root disk costs about a second, a look at three files'
+/// metadata nothing. Replacing or rewriting an artefact changes what is
+/// recorded, so tampering through the file system is caught; bit rot that
+/// leaves the metadata alone is caught by `cubicle image verify`.
+pub fn verify_cached(dir: &Path) -> Result<Manifest, ImageError> {
+    let manifest = Manifest::load(dir)?;
+    let now: Option<BTreeMap<String, Seen>> = manifest
+        .artefacts
+        .keys()
+        .map(|name| seen(&dir.join(name)).map(|s| (name.clone(), s)))
+        .collect();
+    let stamp = dir.join(VERIFIED);
+    let recorded = std::fs::read(&stamp)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<(String, BTreeMap<String, Seen>)>(&b).ok());
+    if let (Some(now), Some((id, then))) = (&now, &recorded)
+        && *id == manifest.id
+        && now == then
+    {
+        return Ok(manifest);
+    }
+    let manifest = verify(dir)?;
+    if let Some(now) = now
+        && let Ok(bytes) = serde_json::to_vec(&(&manifest.id, &now))
+    {
+        // A read-only cache (an image installed by an administrator) is
+        // verified every time instead.
+        let tmp = dir.join(format!("{VERIFIED}.tmp"));
+        if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, &stamp).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(manifest)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -195,6 +261,47 @@ mod tests {
         };
         m.store(dir).unwrap();
         m
+    }
+
+    #[test]
+    fn verify_cached_rehashes_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = fake_image(dir.path());
+        assert_eq!(verify_cached(dir.path()).unwrap(), m);
+        assert!(dir.path().join(VERIFIED).is_file());
+        assert_eq!(verify_cached(dir.path()).unwrap(), m);
+        // Replaced with the same size: a new inode and time, so re-hashed.
+        let tmp = dir.path().join("new");
+        std::fs::write(&tmp, b"kernel BYTES").unwrap();
+        std::fs::rename(&tmp, dir.path().join("vmlinuz")).unwrap();
+        let err = verify_cached(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("vmlinuz"), "{err}");
+        // A record for another id is not trusted.
+        std::fs::write(dir.path().join("vmlinuz"), b"kernel bytes").unwrap();
+        std::fs::write(dir.path().join(VERIFIED), br#"["other", {}]"#).unwrap();
+        assert_eq!(verify_cached(dir.path()).unwrap(), m);
+    }
+
+    /// A record that matches the metadata is trusted without hashing: an
+    /// artefact rewritten in place with its old time and size restored
+    /// passes here and fails `verify` (which is why `cubicle image verify`
+    /// always hashes).
+    #[test]
+    fn verify_cached_trusts_unchanged_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = fake_image(dir.path());
+        verify_cached(dir.path()).unwrap();
+        let path = dir.path().join("vmlinuz");
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, b"kernel BYTES").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(before)
+            .unwrap();
+        assert_eq!(verify_cached(dir.path()).unwrap(), m);
+        assert!(verify(dir.path()).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Faults of the `vm` backend: `kill -9` of the process that started a VM
 //! leaves no QEMU behind (in a child process of its own); a QEMU frozen from
-//! the host (`SIGSTOP`) is found by the heartbeat, killed and reported.
+//! the host (`SIGSTOP`) is found by the heartbeat, killed, reported and
+//! replaced; a full overlay, a guest killed mid-command and a vanished share
+//! leave a usable session; a missing QEMU names its package.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -75,7 +77,7 @@ fn qemu_dies_with_a_parent_killed_by_sigkill() {
 }
 
 #[tokio::test]
-async fn a_frozen_qemu_is_found_by_the_heartbeat() {
+async fn a_frozen_qemu_is_found_by_the_heartbeat_and_replaced() {
     let image = require_vm!();
     let dir = tempfile::tempdir().unwrap();
     let mut config = vm_common::config(image, dir.path(), vec![]);
@@ -93,12 +95,7 @@ async fn a_frozen_qemu_is_found_by_the_heartbeat() {
         panic!("{err}")
     };
     assert!(msg.contains("stopped answering"), "{msg}");
-    assert!(
-        frozen.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        frozen.elapsed()
-    );
-    assert_eq!(vm.dead_reason().as_deref(), Some(msg.as_str()));
+    assert!(msg.contains("A fresh VM was started"), "{msg}");
     while !vm_common::process_gone(qemu) && frozen.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -106,8 +103,122 @@ async fn a_frozen_qemu_is_found_by_the_heartbeat() {
         vm_common::process_gone(qemu),
         "the frozen QEMU was not killed"
     );
-    assert!(vm.list_dir("/workspace").await.is_err());
+    // The replacement answers.
+    assert_ne!(vm.host_pid(), Some(qemu));
+    assert_eq!(vm.restarts(), 1);
+    assert!(vm.dead_reason().is_none());
+    assert!(vm.list_dir("/workspace").await.is_ok());
     vm.stop().await.unwrap();
+}
+
+async fn sh(
+    vm: &dyn Computer,
+    line: &str,
+) -> Result<(String, Option<i32>), cubicle_sandbox::SandboxError> {
+    let mut req = cubicle_protocol::guest::ExecRequest::shell(line);
+    req.timeout_ms = Some(60_000);
+    let out = vm.exec(req, None).await?;
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        out.result.code,
+    ))
+}
+
+/// A full overlay, the guest killed in the middle of a command, a granted
+/// folder deleted on the host: each gives an error the model can act on and
+/// leaves a session that still works.
+#[tokio::test]
+async fn faults_leave_a_usable_session() {
+    let image = require_vm!();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let granted = dir.path().join("granted");
+    std::fs::create_dir_all(&granted).unwrap();
+    std::fs::write(granted.join("notes.txt"), "kept\n").unwrap();
+    let mut config = vm_common::config(
+        image,
+        &ws,
+        vec![cubicle_sandbox::Grant {
+            host_path: granted.clone(),
+            name: "granted".to_owned(),
+            writable: true,
+        }],
+    );
+    config.overlay_mib = 32;
+    let vm = vm_common::start(config).await;
+
+    // A full overlay: the write fails with ENOSPC, the VM carries on.
+    let (out, code) = sh(
+        &vm,
+        "head -c 64M /dev/zero > /var/tmp/fill; echo rc=$?; rm -f /var/tmp/fill",
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(!out.contains("rc=0"), "{out}");
+    assert_eq!(code, Some(0));
+    assert_eq!(sh(&vm, "echo still here").await.unwrap().0, "still here\n");
+
+    // The guest killed while a command runs.
+    sh(&vm, "echo before > /workspace/before.txt")
+        .await
+        .unwrap();
+    let guest = vm.guest().info().pid;
+    let first_qemu = vm.host_pid().unwrap();
+    let err = sh(&vm, &format!("echo started; kill -9 {guest}; sleep 30"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("A fresh VM was started"), "{msg}");
+    assert!(
+        msg.contains("/workspace and the granted folders are as they were"),
+        "{msg}"
+    );
+    assert_ne!(vm.host_pid(), Some(first_qemu));
+    assert!(vm_common::process_gone(first_qemu));
+    let (out, _) = sh(&vm, "cat /workspace/before.txt /mnt/granted/notes.txt")
+        .await
+        .unwrap();
+    assert_eq!(out, "before\nkept\n");
+
+    // A granted folder deleted on the host: its commands fail, others work.
+    std::fs::remove_dir_all(&granted).unwrap();
+    let (out, code) = sh(&vm, "ls /mnt/granted/notes.txt").await.unwrap();
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        vm.read_file("/mnt/granted/notes.txt", 0, None)
+            .await
+            .is_err()
+    );
+    assert_eq!(sh(&vm, "echo alive").await.unwrap().0, "alive\n");
+    vm.write_file("/workspace/after.txt", b"ok".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(ws.join("after.txt")).unwrap(), b"ok");
+
+    let qemu = vm.host_pid().unwrap();
+    vm.stop().await.unwrap();
+    assert!(vm_common::process_gone(qemu));
+}
+
+/// Without QEMU the error names the package to install.
+#[tokio::test]
+async fn missing_qemu_names_the_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let image_dir = dir.path().join("image");
+    std::fs::create_dir_all(&image_dir).unwrap();
+    let image = cubicle_sandbox::vm::VmImage::in_dir(&image_dir);
+    for f in [&image.kernel, &image.initramfs, &image.root_disk] {
+        std::fs::write(f, b"not really").unwrap();
+    }
+    let mut config = cubicle_sandbox::vm::VmConfig::new(image, dir.path().join("ws"));
+    config.qemu = dir.path().join("no-such-qemu-system-x86_64");
+    let err = cubicle_sandbox::vm::VmComputer::start(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("qemu-system-x86"), "{err}");
+    assert!(err.contains("not installed"), "{err}");
 }
 
 fn child(dir: &std::path::Path) {

@@ -6,14 +6,16 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use cubicle_image::initramfs::{ERROR_PREFIX, READY_LINE};
 use cubicle_protocol::events::GrantInfo;
-use cubicle_protocol::guest::{ExecRequest, GuestConfig};
+use cubicle_protocol::guest::{
+    DirEntry, ExecRequest, FileStat, GrepMatch, GrepRequest, GuestConfig,
+};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -89,8 +91,8 @@ impl Watch {
     }
 }
 
-/// A cubicle in a QEMU micro-VM.
-pub struct VmComputer {
+/// One boot of the VM: a QEMU process, its guest and its watchers.
+struct VmInstance {
     info: ComputerInfo,
     client: Arc<GuestClient>,
     watch: Arc<Watch>,
@@ -105,9 +107,9 @@ pub struct VmComputer {
     stopped: AtomicBool,
 }
 
-impl std::fmt::Debug for VmComputer {
+impl std::fmt::Debug for VmInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VmComputer")
+        f.debug_struct("VmInstance")
             .field("info", &self.info)
             .field("qemu_pid", &self.qemu_pid)
             .field("accel", &self.accel)
@@ -135,9 +137,9 @@ fn base_env() -> BTreeMap<String, String> {
     )
 }
 
-impl VmComputer {
+impl VmInstance {
     /// Boots the VM, waits for its guest and connects to it.
-    pub async fn start(config: VmConfig) -> Result<Self, SandboxError> {
+    async fn start(config: VmConfig) -> Result<Self, SandboxError> {
         let started = Instant::now();
         for (what, path) in [
             ("kernel", &config.image.kernel),
@@ -427,31 +429,6 @@ impl VmComputer {
             stopped: AtomicBool::new(false),
         })
     }
-
-    /// The accelerator in use.
-    pub fn accel(&self) -> &AccelChoice {
-        &self.accel
-    }
-
-    /// Why that accelerator, for the person.
-    pub fn accel_reason(&self) -> &str {
-        &self.accel.reason
-    }
-
-    /// How long the start took, until the guest's handshake.
-    pub fn boot_time(&self) -> Duration {
-        self.boot_time
-    }
-
-    /// Why the VM is dead, once it is (crashed, hung, killed).
-    pub fn dead_reason(&self) -> Option<String> {
-        self.watch.dead()
-    }
-
-    /// The last lines of the VM's serial console.
-    pub fn console_tail(&self) -> String {
-        self.watch.console_tail()
-    }
 }
 
 /// Moves the guest into a `pids` cgroup, gives it the resource limits its
@@ -547,20 +524,7 @@ async fn heartbeat(
     }
 }
 
-#[async_trait]
-impl Computer for VmComputer {
-    fn info(&self) -> &ComputerInfo {
-        &self.info
-    }
-
-    fn guest(&self) -> &GuestClient {
-        &self.client
-    }
-
-    fn host_pid(&self) -> Option<u32> {
-        self.qemu_pid
-    }
-
+impl VmInstance {
     async fn exec(
         &self,
         req: ExecRequest,
@@ -569,20 +533,12 @@ impl Computer for VmComputer {
         if let Some(reason) = self.watch.dead() {
             return Err(SandboxError::Disconnected(reason));
         }
-        match self.client.exec(req, live).await {
-            Err(SandboxError::Disconnected(msg)) => {
-                // Give the watcher a moment to say why.
-                let mut exited = self.exited.clone();
-                let _ = tokio::time::timeout(Duration::from_secs(1), exited.wait_for(|e| *e)).await;
-                Err(SandboxError::Disconnected(self.watch.dead().unwrap_or(msg)))
-            }
-            other => other,
-        }
+        self.client.exec(req, live).await
     }
 
-    async fn stop(&self) -> Result<(), SandboxError> {
+    async fn stop(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
-            return Ok(());
+            return;
         }
         self.watch.stopping.store(true, Ordering::SeqCst);
         self.heartbeat.abort();
@@ -606,11 +562,262 @@ impl Computer for VmComputer {
             let _ = w.await;
         }
         let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// One boot and, once it is replaced, the one after it. Replaced boots stay
+/// in the chain (stopped) until the computer is dropped, so that
+/// [`Computer::guest`] can hand out a plain reference to the current one.
+struct Generation {
+    vm: VmInstance,
+    next: OnceLock<Box<Generation>>,
+}
+
+/// A cubicle in a QEMU micro-VM.
+///
+/// A VM that crashes or hangs (see the heartbeat) is replaced by a fresh
+/// boot of the same image with the same shares, up to
+/// [`VmConfig::max_restarts`] times: the command that found it dead fails
+/// with an error saying what was lost and that it may be run again, and the
+/// next one runs in the new VM. `/workspace` and the granted folders live on
+/// the host and survive; processes, `/tmp` and the overlay do not.
+pub struct VmComputer {
+    config: VmConfig,
+    first: Generation,
+    restart_lock: tokio::sync::Mutex<()>,
+    restarts: AtomicU32,
+    stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for VmComputer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmComputer")
+            .field("current", &self.current())
+            .field("restarts", &self.restarts.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl VmComputer {
+    /// Boots the VM, waits for its guest and connects to it.
+    pub async fn start(config: VmConfig) -> Result<Self, SandboxError> {
+        let vm = VmInstance::start(config.clone()).await?;
+        Ok(Self {
+            config,
+            first: Generation {
+                vm,
+                next: OnceLock::new(),
+            },
+            restart_lock: tokio::sync::Mutex::new(()),
+            restarts: AtomicU32::new(0),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    fn current_generation(&self) -> &Generation {
+        let mut g = &self.first;
+        while let Some(next) = g.next.get() {
+            g = next;
+        }
+        g
+    }
+
+    fn current(&self) -> &VmInstance {
+        &self.current_generation().vm
+    }
+
+    /// The accelerator in use.
+    pub fn accel(&self) -> &AccelChoice {
+        &self.current().accel
+    }
+
+    /// Why that accelerator, for the person.
+    pub fn accel_reason(&self) -> &str {
+        &self.current().accel.reason
+    }
+
+    /// How long the current VM's start took, until the guest's handshake.
+    pub fn boot_time(&self) -> Duration {
+        self.current().boot_time
+    }
+
+    /// Why the current VM is dead, once it is (crashed, hung, killed) and
+    /// not yet replaced.
+    pub fn dead_reason(&self) -> Option<String> {
+        self.current().watch.dead()
+    }
+
+    /// The last lines of the current VM's serial console.
+    pub fn console_tail(&self) -> String {
+        self.current().watch.console_tail()
+    }
+
+    /// How many times the VM has been replaced.
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::SeqCst)
+    }
+
+    /// Replaces the VM by a fresh boot, whether or not it is still alive
+    /// (for a person who wants a clean machine, or after a crash).
+    /// Does not count against [`VmConfig::max_restarts`].
+    pub async fn restart(&self) -> Result<(), SandboxError> {
+        let _turn = self.restart_lock.lock().await;
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(SandboxError::Disconnected("the VM was stopped".to_owned()));
+        }
+        self.replace().await
+    }
+
+    /// Stops the current VM and boots its successor; the caller holds
+    /// `restart_lock`.
+    async fn replace(&self) -> Result<(), SandboxError> {
+        let generation = self.current_generation();
+        generation.vm.stop().await;
+        let vm = VmInstance::start(self.config.clone()).await?;
+        tracing::info!(target: "cubicle::vm", pid = vm.qemu_pid, "the VM was replaced by a fresh boot");
+        if let Err(unused) = generation.next.set(Box::new(Generation {
+            vm,
+            next: OnceLock::new(),
+        })) {
+            // Cannot happen while the lock is held; do not leak a VM if it did.
+            unused.vm.stop().await;
+        }
+        Ok(())
+    }
+
+    /// Passes `result` of an operation on `vm` through, unless it failed
+    /// because the VM died: then the VM is replaced (see [`Self::recover`]).
+    async fn checked<T>(
+        &self,
+        vm: &VmInstance,
+        result: Result<T, SandboxError>,
+    ) -> Result<T, SandboxError> {
+        match result {
+            Err(SandboxError::Disconnected(msg)) => {
+                // Give the watcher a moment to say why.
+                let mut exited = vm.exited.clone();
+                let _ = tokio::time::timeout(Duration::from_secs(1), exited.wait_for(|e| *e)).await;
+                match vm.watch.dead() {
+                    Some(reason) => Err(self.recover(vm, reason).await),
+                    None => Err(SandboxError::Disconnected(msg)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// After `failed` was found dead with `reason`: replaces it (unless
+    /// another call already did, the computer is stopping, or the restarts
+    /// are used up) and says what happened, for the model.
+    async fn recover(&self, failed: &VmInstance, reason: String) -> SandboxError {
+        let _turn = self.restart_lock.lock().await;
+        let lost = "A fresh VM was started in its place: /workspace and the granted folders are as they were; running processes and files outside /workspace were lost. Run the command again if it is still needed.";
+        if !std::ptr::eq(self.current(), failed) {
+            return SandboxError::Disconnected(format!("{reason}. {lost}"));
+        }
+        if self.stopped.load(Ordering::SeqCst) {
+            return SandboxError::Disconnected(reason);
+        }
+        let done = self.restarts.load(Ordering::SeqCst);
+        if self.config.max_restarts == 0 {
+            return SandboxError::Disconnected(format!("{reason} — start a new session"));
+        }
+        if done >= self.config.max_restarts {
+            return SandboxError::Disconnected(format!(
+                "{reason}. The VM was already restarted {done} times in this session, so it was not restarted again — start a new session"
+            ));
+        }
+        match self.replace().await {
+            Ok(()) => {
+                self.restarts.fetch_add(1, Ordering::SeqCst);
+                SandboxError::Disconnected(format!("{reason}. {lost}"))
+            }
+            Err(e) => SandboxError::Disconnected(format!(
+                "{reason}. Starting a fresh VM failed too ({e}) — start a new session"
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Computer for VmComputer {
+    fn info(&self) -> &ComputerInfo {
+        &self.current().info
+    }
+
+    fn guest(&self) -> &GuestClient {
+        &self.current().client
+    }
+
+    fn host_pid(&self) -> Option<u32> {
+        self.current().qemu_pid
+    }
+
+    async fn exec(
+        &self,
+        req: ExecRequest,
+        live: Option<tokio::sync::mpsc::UnboundedSender<OutputChunk>>,
+    ) -> Result<ExecOutput, SandboxError> {
+        let vm = self.current();
+        let result = vm.exec(req, live).await;
+        self.checked(vm, result).await
+    }
+
+    async fn read_file(
+        &self,
+        path: &str,
+        offset: u64,
+        limit: Option<u64>,
+    ) -> Result<(Vec<u8>, u64), SandboxError> {
+        let vm = self.current();
+        let result = vm.client.read_file(path, offset, limit).await;
+        self.checked(vm, result).await
+    }
+
+    async fn write_file(&self, path: &str, data: Vec<u8>) -> Result<(), SandboxError> {
+        let vm = self.current();
+        let result = vm.client.write_file(path, data).await;
+        self.checked(vm, result).await
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileStat, SandboxError> {
+        let vm = self.current();
+        let result = vm.client.stat(path).await;
+        self.checked(vm, result).await
+    }
+
+    async fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>, SandboxError> {
+        let vm = self.current();
+        let result = vm.client.list_dir(path).await;
+        self.checked(vm, result).await
+    }
+
+    async fn glob(
+        &self,
+        root: &str,
+        pattern: &str,
+        limit: u32,
+    ) -> Result<(Vec<String>, bool), SandboxError> {
+        let vm = self.current();
+        let result = vm.client.glob(root, pattern, limit).await;
+        self.checked(vm, result).await
+    }
+
+    async fn grep(&self, req: GrepRequest) -> Result<(Vec<GrepMatch>, bool), SandboxError> {
+        let vm = self.current();
+        let result = vm.client.grep(req).await;
+        self.checked(vm, result).await
+    }
+
+    async fn stop(&self) -> Result<(), SandboxError> {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _turn = self.restart_lock.lock().await;
+        self.current().stop().await;
         Ok(())
     }
 }
 
-impl Drop for VmComputer {
+impl Drop for VmInstance {
     fn drop(&mut self) {
         self.heartbeat.abort();
         if !self.stopped.load(Ordering::SeqCst) {

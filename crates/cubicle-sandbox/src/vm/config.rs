@@ -81,6 +81,9 @@ pub struct VmConfig {
     /// Limits applied inside the VM to every command; `None` leaves the
     /// VM's RAM as the only bound.
     pub limits: Option<VmLimits>,
+    /// How many times a VM that crashed or hung is replaced by a fresh one
+    /// before the session gives up on it.
+    pub max_restarts: u32,
 }
 
 /// Limits inside the VM, as the jail's: the guest is moved into a `pids`
@@ -118,7 +121,8 @@ impl VmLimits {
 
 impl VmConfig {
     /// Defaults: 512 MiB, one CPU, a 256 MiB overlay, automatic accelerator,
-    /// sockets under the temporary directory, a 60 s boot timeout.
+    /// sockets under the temporary directory, a 60 s boot timeout, up to three
+    /// restarts after a crash.
     pub fn new(image: VmImage, workspace: PathBuf) -> Self {
         Self {
             image,
@@ -137,6 +141,7 @@ impl VmConfig {
             env: BTreeMap::new(),
             egress: None,
             limits: Some(VmLimits::for_memory(512)),
+            max_restarts: 3,
         }
     }
 }
@@ -154,6 +159,7 @@ impl std::fmt::Debug for VmConfig {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("egress", &self.egress.is_some())
             .field("limits", &self.limits)
+            .field("max_restarts", &self.max_restarts)
             .finish_non_exhaustive()
     }
 }
