@@ -27,9 +27,13 @@ pub struct MissingPackage {
 const MINIMAL: &[&str] = &["python3", "ca-certificates", "busybox-static"];
 
 /// Added by `office`. No `python3-scipy` (it pulls in gcc, g++ and Boost
-/// through pythran) and no recommends.
+/// through pythran) and no recommends. `python3-munkres` is there to keep
+/// scipy out: matplotlib needs `python3-fonttools`, which depends on
+/// `python3-scipy | python3-munkres`, and apt takes the first alternative
+/// unless the second is asked for — that alone was about 450 MB installed.
 const OFFICE: &[&str] = &[
     "nodejs",
+    "python3-munkres",
     "python3-openpyxl",
     "python3-docx",
     "python3-pandas",
