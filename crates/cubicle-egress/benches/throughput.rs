@@ -1,8 +1,19 @@
 //! Egress proxy cost on loopback, against a direct connection in the same run:
 //! bulk throughput through a CONNECT tunnel (over TCP `listen` and over the
-//! in-memory `open_stream` the sandbox uses) versus straight to the sink, and
-//! the added latency per small request (p50 over 1000). Prints ratios; asserts
-//! nothing. `EGRESS_BENCH_BYTES` overrides the 1 GiB volume.
+//! in-memory `open_stream` the sandbox uses) versus straight to the sink, the
+//! CPU time each costs per GB, and the added latency per small request (p50
+//! over 1000). The proxy runs on its own runtime, as it would in its own
+//! process; the client and the sink share another. Throughput is measured in
+//! rounds, each running every case once in a rotating order, and each round's
+//! ratio is against that round's direct run, so that a neighbour's load on a
+//! shared machine skews a round rather than one case; the summary gives
+//! medians over rounds. CPU time per GB (the whole process: client, proxy and
+//! sink) is the steadier figure when neighbours load the machine. Prints
+//! ratios; asserts nothing. Unix only (it reads the process's CPU clock).
+//!
+//! `EGRESS_BENCH_BYTES` (default 1 GiB per case and round),
+//! `EGRESS_BENCH_ROUNDS` (default 5) and `EGRESS_BENCH_REQUESTS` (default
+//! 1000) change the volume.
 //!
 //! Run with `cargo bench -p cubicle-egress --bench throughput`.
 
@@ -114,9 +125,33 @@ async fn push(mut s: Box<dyn Io>, bytes: u64) -> Duration {
         left -= n as u64;
     }
     s.shutdown().await.unwrap();
+    // The sink closes once it has read everything: that EOF ends the clock.
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest).await;
     start.elapsed()
+}
+
+/// CPU time this process has used so far (every thread, user and system),
+/// which moves far less than wall time when neighbours load the machine.
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill in.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn p50(mut v: Vec<Duration>) -> Duration {
@@ -128,12 +163,41 @@ fn gbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e9
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let bytes: u64 = std::env::var("EGRESS_BENCH_BYTES")
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1 << 30);
+        .unwrap_or(default)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Direct,
+    Tcp,
+    Stream,
+}
+
+const CASES: [Case; 3] = [Case::Direct, Case::Tcp, Case::Stream];
+
+fn main() {
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let proxy_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("proxy")
+        .enable_all()
+        .build()
+        .unwrap();
+    client_rt.block_on(run(proxy_rt.handle().clone()));
+}
+
+async fn run(proxy_rt: tokio::runtime::Handle) {
+    let bytes = env_u64("EGRESS_BENCH_BYTES", 1 << 30);
+    let rounds = env_u64("EGRESS_BENCH_ROUNDS", 5).max(1) as usize;
+    let requests = env_u64("EGRESS_BENCH_REQUESTS", REQUESTS as u64).max(1) as usize;
     let sink = sink().await;
     let http = tiny_http().await;
     let config = EgressConfig {
@@ -148,36 +212,105 @@ async fn main() {
         .resolver(Arc::new(resolver))
         .build()
         .unwrap();
-    let proxy_addr = proxy.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let proxy_addr = {
+        let proxy = proxy.clone();
+        proxy_rt
+            .spawn(async move { proxy.listen("127.0.0.1:0".parse().unwrap()).await })
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    // A connection served on the proxy's runtime, as the sandbox would open it.
+    let open_stream = || {
+        let _on_proxy_runtime = proxy_rt.enter();
+        proxy.open_stream()
+    };
     let sink_target = format!("sink.bench.test:{}", sink.port());
 
     // Warm-up so that the first measured run does not pay for page faults.
     let warm = (bytes / 8).max(1 << 20);
     push(Box::new(TcpStream::connect(sink).await.unwrap()), warm).await;
 
-    let direct = push(Box::new(TcpStream::connect(sink).await.unwrap()), bytes).await;
-    let mut tcp = TcpStream::connect(proxy_addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    connect_via(&mut tcp, &sink_target).await;
-    let via_tcp = push(Box::new(tcp), bytes).await;
-    let mut stream = proxy.open_stream();
-    connect_via(&mut stream, &sink_target).await;
-    let via_stream = push(Box::new(stream), bytes).await;
-
     println!(
-        "throughput, {:.2} GiB each:",
+        "throughput, {:.2} GiB per case, {rounds} rounds:",
         bytes as f64 / (1u64 << 30) as f64
     );
-    println!("  direct                 {:6.2} GB/s", gbps(bytes, direct));
+    let mut direct_gbps = Vec::new();
+    let mut tcp_gbps = Vec::new();
+    let mut stream_gbps = Vec::new();
+    let mut tcp_ratio = Vec::new();
+    let mut cpu_direct = Vec::new();
+    let mut cpu_tcp = Vec::new();
+    let mut cpu_stream = Vec::new();
+    let mut stream_ratio = Vec::new();
+    for round in 0..rounds {
+        let mut took = [Duration::ZERO; 3];
+        let mut cpu = [Duration::ZERO; 3];
+        for i in 0..CASES.len() {
+            let case = CASES[(round + i) % CASES.len()];
+            let s: Box<dyn Io> = match case {
+                Case::Direct => Box::new(TcpStream::connect(sink).await.unwrap()),
+                Case::Tcp => {
+                    let mut s = TcpStream::connect(proxy_addr).await.unwrap();
+                    s.set_nodelay(true).unwrap();
+                    connect_via(&mut s, &sink_target).await;
+                    Box::new(s)
+                }
+                Case::Stream => {
+                    let mut s = open_stream();
+                    connect_via(&mut s, &sink_target).await;
+                    Box::new(s)
+                }
+            };
+            let cpu_before = cpu_time();
+            took[case as usize] = push(s, bytes).await;
+            cpu[case as usize] = cpu_time() - cpu_before;
+        }
+        let [direct, tcp, stream] = took;
+        let (d, t, s) = (gbps(bytes, direct), gbps(bytes, tcp), gbps(bytes, stream));
+        let per_gb = |c: Duration| c.as_secs_f64() * 1e9 / bytes as f64;
+        let [cd, ct, cs] = cpu.map(per_gb);
+        println!(
+            "  round {}: direct {d:5.2} GB/s | CONNECT over TCP {t:5.2} GB/s, ratio {:.2} | over stream {s:5.2} GB/s, ratio {:.2} | CPU s/GB {cd:.2} / {ct:.2} / {cs:.2}",
+            round + 1,
+            t / d,
+            s / d
+        );
+        cpu_direct.push(cd);
+        cpu_tcp.push(ct);
+        cpu_stream.push(cs);
+        direct_gbps.push(d);
+        tcp_gbps.push(t);
+        stream_gbps.push(s);
+        tcp_ratio.push(t / d);
+        stream_ratio.push(s / d);
+    }
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.2}–{hi:.2}")
+    };
     println!(
-        "  CONNECT over TCP       {:6.2} GB/s  ratio {:.2}",
-        gbps(bytes, via_tcp),
-        direct.as_secs_f64() / via_tcp.as_secs_f64()
+        "  median direct                {:5.2} GB/s",
+        median(direct_gbps)
     );
     println!(
-        "  CONNECT over stream    {:6.2} GB/s  ratio {:.2}",
-        gbps(bytes, via_stream),
-        direct.as_secs_f64() / via_stream.as_secs_f64()
+        "  median CONNECT over TCP      {:5.2} GB/s  ratio to direct: median {:.2} (rounds {})",
+        median(tcp_gbps),
+        median(tcp_ratio.clone()),
+        range(&tcp_ratio)
+    );
+    println!(
+        "  median CONNECT over stream   {:5.2} GB/s  ratio to direct: median {:.2} (rounds {})",
+        median(stream_gbps),
+        median(stream_ratio.clone()),
+        range(&stream_ratio)
+    );
+    let (cd, ct, cs) = (median(cpu_direct), median(cpu_tcp), median(cpu_stream));
+    println!(
+        "  median CPU time per GB, whole process: direct {cd:.2} s, CONNECT over TCP {ct:.2} s ({:.2}x), over stream {cs:.2} s ({:.2}x)",
+        ct / cd,
+        cs / cd
     );
 
     let request = b"GET / HTTP/1.1\r\nHost: http.bench.test\r\n\r\n";
@@ -186,16 +319,16 @@ async fn main() {
 
     // Each sample: a new connection and one request, as a tool without
     // connection reuse would do.
-    let mut direct_new = Vec::with_capacity(REQUESTS);
-    let mut connect_new = Vec::with_capacity(REQUESTS);
-    let mut stream_new = Vec::with_capacity(REQUESTS);
-    let mut absolute_kept = Vec::with_capacity(REQUESTS);
-    let mut direct_kept = Vec::with_capacity(REQUESTS);
+    let mut direct_new = Vec::with_capacity(requests);
+    let mut connect_new = Vec::with_capacity(requests);
+    let mut stream_new = Vec::with_capacity(requests);
+    let mut absolute_kept = Vec::with_capacity(requests);
+    let mut direct_kept = Vec::with_capacity(requests);
     let mut kept_direct = TcpStream::connect(http).await.unwrap();
     kept_direct.set_nodelay(true).unwrap();
     let mut kept_proxy = TcpStream::connect(proxy_addr).await.unwrap();
     kept_proxy.set_nodelay(true).unwrap();
-    for _ in 0..REQUESTS {
+    for _ in 0..requests {
         let t = Instant::now();
         let mut s = TcpStream::connect(http).await.unwrap();
         s.set_nodelay(true).unwrap();
@@ -210,7 +343,7 @@ async fn main() {
         connect_new.push(t.elapsed());
 
         let t = Instant::now();
-        let mut s = proxy.open_stream();
+        let mut s = open_stream();
         connect_via(&mut s, &http_target).await;
         get(&mut s, request).await;
         stream_new.push(t.elapsed());
@@ -231,7 +364,7 @@ async fn main() {
         p50(direct_kept),
         p50(absolute_kept),
     );
-    println!("latency, p50 of {REQUESTS} small requests:");
+    println!("latency, p50 of {requests} small requests:");
     println!("  direct, new connection            {:8.1} µs", us(dn));
     println!(
         "  CONNECT over TCP, new connection  {:8.1} µs  added {:7.1} µs  ratio {:.2}",

@@ -165,3 +165,211 @@ pub(crate) async fn pipe<A, B>(
         () = cancel.cancelled() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connected pair of loopback sockets.
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    /// The application's end, the upstream server's end, and the running
+    /// tunnel between them (TCP on both sides, as from `listen`) with the
+    /// upstream's meter.
+    struct Tunnel {
+        app: TcpStream,
+        server: TcpStream,
+        meter: Arc<Meter>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn tunnel() -> Tunnel {
+        let (app, mut client) = tcp_pair().await;
+        let (upstream, server) = tcp_pair().await;
+        let meter = Meter::new();
+        let mut upstream = Metered::new(upstream, meter.clone());
+        let cancel = CancellationToken::new();
+        let token = cancel.clone();
+        let task = tokio::spawn(async move {
+            pipe(&mut client, &mut upstream, Duration::from_secs(600), &token).await;
+        });
+        Tunnel {
+            app,
+            server,
+            meter,
+            cancel,
+            task,
+        }
+    }
+
+    /// Deterministic bytes that differ by offset and seed.
+    fn pattern(seed: u64, offset: u64, out: &mut [u8]) {
+        for (i, b) in out.iter_mut().enumerate() {
+            let mut x = (offset + i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+            x ^= x >> 29;
+            *b = (x.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 56) as u8;
+        }
+    }
+
+    /// FNV-1a over a stream, fed in pieces.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Checksum(u64);
+
+    impl Checksum {
+        fn new() -> Self {
+            Self(0xcbf2_9ce4_8422_2325)
+        }
+        fn update(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+
+    /// Writes `len` pattern bytes, then half-closes; returns their checksum.
+    async fn send<W: AsyncWrite + Unpin>(mut w: W, seed: u64, len: u64) -> Checksum {
+        let mut sum = Checksum::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut sent = 0u64;
+        while sent < len {
+            let n = (len - sent).min(buf.len() as u64) as usize;
+            pattern(seed, sent, &mut buf[..n]);
+            sum.update(&buf[..n]);
+            w.write_all(&buf[..n]).await.unwrap();
+            sent += n as u64;
+        }
+        w.shutdown().await.unwrap();
+        sum
+    }
+
+    /// Reads to end of input; returns the count and checksum.
+    async fn receive<R: AsyncRead + Unpin>(mut r: R) -> (u64, Checksum) {
+        let mut sum = Checksum::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return (total, sum);
+            }
+            sum.update(&buf[..n]);
+            total += n as u64;
+        }
+    }
+
+    /// Only a guard against hanging: a slow run still passes.
+    fn guard<F: Future>(f: F) -> tokio::time::Timeout<F> {
+        tokio::time::timeout(Duration::from_secs(120), f)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_transfers_both_ways_arrive_intact_and_are_counted() {
+        // Odd sizes, so the last chunk is partial.
+        const UP: u64 = 24 * 1024 * 1024 + 7;
+        const DOWN: u64 = 16 * 1024 * 1024 + 3;
+        let t = tunnel().await;
+        let (app_r, app_w) = t.app.into_split();
+        let (server_r, server_w) = t.server.into_split();
+        let (up_sent, down_sent, up_got, down_got) = guard(async {
+            tokio::join!(
+                send(app_w, 1, UP),
+                send(server_w, 2, DOWN),
+                receive(server_r),
+                receive(app_r),
+            )
+        })
+        .await
+        .unwrap();
+        // Both sides closed their sending half: the tunnel ends by itself.
+        guard(t.task).await.unwrap().unwrap();
+        assert_eq!(up_got, (UP, up_sent), "client to upstream");
+        assert_eq!(down_got, (DOWN, down_sent), "upstream to client");
+        assert_eq!((t.meter.written(), t.meter.read()), (UP, DOWN));
+    }
+
+    #[tokio::test]
+    async fn a_half_close_from_the_client_reaches_upstream_and_the_reply_still_flows() {
+        let mut t = tunnel().await;
+        t.app.write_all(b"request").await.unwrap();
+        t.app.shutdown().await.unwrap();
+        // The upstream sees end of input only if the half-close went through.
+        let mut got = Vec::new();
+        guard(t.server.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"request");
+        t.server.write_all(b"reply after EOF").await.unwrap();
+        t.server.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        guard(t.app.read_to_end(&mut back)).await.unwrap().unwrap();
+        assert_eq!(back, b"reply after EOF");
+        guard(t.task).await.unwrap().unwrap();
+        assert_eq!((t.meter.written(), t.meter.read()), (7, 15));
+    }
+
+    #[tokio::test]
+    async fn a_half_close_from_upstream_leaves_the_client_able_to_send() {
+        let mut t = tunnel().await;
+        t.server.write_all(b"banner").await.unwrap();
+        t.server.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        guard(t.app.read_to_end(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, b"banner");
+        t.app.write_all(b"still talking").await.unwrap();
+        t.app.shutdown().await.unwrap();
+        let mut up = Vec::new();
+        guard(t.server.read_to_end(&mut up)).await.unwrap().unwrap();
+        assert_eq!(up, b"still talking");
+        guard(t.task).await.unwrap().unwrap();
+        assert_eq!((t.meter.written(), t.meter.read()), (13, 6));
+    }
+
+    #[tokio::test]
+    async fn an_upstream_reset_ends_the_tunnel_and_closes_the_client() {
+        let mut t = tunnel().await;
+        t.app.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        guard(t.server.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(&got, b"hello");
+        // Closing with SO_LINGER 0 sends a reset instead of a FIN.
+        t.server.set_zero_linger().unwrap();
+        drop(t.server);
+        // The tunnel ends on its own (no idle timeout, no cancel)...
+        guard(t.task).await.unwrap().unwrap();
+        // ...and the client's connection is closed, not left hanging.
+        let mut rest = Vec::new();
+        let closed = guard(t.app.read_to_end(&mut rest)).await.unwrap();
+        assert!(
+            matches!(&closed, Ok(0)) || closed.is_err(),
+            "expected end of input or an error, got {closed:?} with {rest:?}"
+        );
+        assert!(!t.cancel.is_cancelled());
+        assert_eq!((t.meter.written(), t.meter.read()), (5, 0));
+    }
+
+    #[tokio::test]
+    async fn cancelling_ends_a_tunnel_that_is_still_open() {
+        let mut t = tunnel().await;
+        t.app.write_all(b"x").await.unwrap();
+        let mut got = [0u8; 1];
+        guard(t.server.read_exact(&mut got)).await.unwrap().unwrap();
+        t.cancel.cancel();
+        guard(t.task).await.unwrap().unwrap();
+        let mut rest = Vec::new();
+        let n = guard(t.app.read_to_end(&mut rest)).await.unwrap().unwrap();
+        assert_eq!(n, 0);
+        assert_eq!((t.meter.written(), t.meter.read()), (1, 0));
+    }
+}

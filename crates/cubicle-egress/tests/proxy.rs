@@ -78,6 +78,83 @@ async fn connect_tunnel_carries_bytes_both_ways() {
 }
 
 #[tokio::test]
+async fn bytes_sent_with_the_connect_head_go_through_the_tunnel_first() {
+    // A client may pipeline its first bytes (a TLS ClientHello, say) right
+    // behind the CONNECT head: they must reach the upstream, in order, and
+    // be counted.
+    let echo = echo_upstream().await;
+    for via in BOTH {
+        let mut h = Harness::new(
+            config(&["allowed.test"]),
+            resolver(&[("allowed.test", LOOPBACK)]),
+            via,
+        )
+        .await;
+        let mut c = h.client().await;
+        let target = format!("allowed.test:{}", echo.port());
+        c.write_all(
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\nearly|").as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(read_response(&mut c, true).await.status, 200, "{via:?}");
+        c.write_all(b"late").await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&back), "early|late", "{via:?}");
+        let ev = h.event().await;
+        assert_eq!((ev.bytes_up, ev.bytes_down), (10, 10), "{via:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_large_tunnel_transfer_arrives_intact_and_is_counted() {
+    const LEN: usize = 8 * 1024 * 1024 + 13;
+    let echo = echo_upstream().await;
+    // Pseudo-random, so that a dropped, repeated or reordered chunk shows.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let payload: Vec<u8> = (0..LEN)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect();
+    let payload = Arc::new(payload);
+    for via in BOTH {
+        let mut h = Harness::new(
+            config(&["allowed.test"]),
+            resolver(&[("allowed.test", LOOPBACK)]),
+            via,
+        )
+        .await;
+        let mut c = h.client().await;
+        let resp = connect(&mut c, &format!("allowed.test:{}", echo.port())).await;
+        assert_eq!(resp.status, 200, "{via:?}");
+        let (mut r, mut w) = tokio::io::split(c);
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            w.write_all(&sent).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let mut back = Vec::with_capacity(LEN);
+        r.read_to_end(&mut back).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(back.len(), LEN, "{via:?}");
+        let first_difference = back.iter().zip(payload.iter()).position(|(a, b)| a != b);
+        assert_eq!(first_difference, None, "{via:?}: echoed bytes differ");
+        let ev = h.event().await;
+        assert_eq!(
+            (ev.bytes_up, ev.bytes_down),
+            (LEN as u64, LEN as u64),
+            "{via:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn websocket_upgrade_through_connect_is_long_lived_and_bidirectional() {
     let (up, seen) = http_upstream().await;
     let mut h = Harness::new(
@@ -635,21 +712,23 @@ async fn idle_tunnels_are_closed() {
         },
         ..config(&["allowed.test"])
     };
-    let mut h = Harness::new(cfg, resolver(&[("allowed.test", LOOPBACK)]), Via::Stream).await;
-    let mut c = h.client().await;
-    assert_eq!(
-        connect(&mut c, &format!("allowed.test:{}", echo.port()))
+    for via in BOTH {
+        let mut h = Harness::new(cfg.clone(), resolver(&[("allowed.test", LOOPBACK)]), via).await;
+        let mut c = h.client().await;
+        assert_eq!(
+            connect(&mut c, &format!("allowed.test:{}", echo.port()))
+                .await
+                .status,
+            200
+        );
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
             .await
-            .status,
-        200
-    );
-    let mut buf = [0u8; 1];
-    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(n, 0);
-    assert!(h.event().await.allowed);
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "{via:?}");
+        assert!(h.event().await.allowed, "{via:?}");
+    }
 }
 
 #[tokio::test]
