@@ -570,6 +570,11 @@ fn merge(parsed: Vec<ParsedSource>, notices: &mut Vec<Notice>) -> Policy {
                          or your administrator's settings, so that files in a folder cannot \
                          send your secrets elsewhere",
                     )
+                } else if source.layer == Layer::Project && key == schema::SERVER_ALLOW_REMOTE {
+                    Some(
+                        "ignored: only your own, the command line's or your administrator's \
+                         settings can open the server to the network",
+                    )
                 } else {
                     None
                 };

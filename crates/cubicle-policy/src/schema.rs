@@ -170,6 +170,15 @@ pub const SCHEMA: &[KeySpec] = &[
         doc: "Plugin marketplaces that may never be added; a block wins over an allow.",
     },
     KeySpec {
+        key: SERVER_ALLOW_REMOTE,
+        kind: ValueKind::Bool,
+        merge: Merge::Highest,
+        managed_only: false,
+        default: "false",
+        doc: "Let `cubicle serve --remote` listen beyond loopback for paired devices (over TLS \
+              only). Not read from a project's settings.",
+    },
+    KeySpec {
         key: "tools.disabled",
         kind: ValueKind::Tools,
         merge: Merge::Accumulate,
@@ -195,9 +204,13 @@ pub const SECTIONS: &[&str] = &[
     "sandbox",
     "models",
     "marketplaces",
+    "server",
     "tools",
     "locks",
 ];
+
+/// The key that lets the local server listen beyond loopback.
+pub const SERVER_ALLOW_REMOTE: &str = "server.allow_remote";
 
 /// The spec of a dotted key, if it is one.
 pub fn find(key: &str) -> Option<&'static KeySpec> {

@@ -125,6 +125,7 @@ fn no_files_at_all_gives_the_defaults() {
             "models.allowed_models = [\"*\"] — from default",
             "marketplaces.allow = [\"*\"] — from default",
             "marketplaces.block = [] — from default",
+            "server.allow_remote = false — from default",
             "tools.disabled = [] — from default",
             "locks.keys = [] — from default",
         ]
@@ -850,4 +851,31 @@ fn a_malformed_credential_fails_the_whole_load() {
         "{e}"
     );
     assert!(!e.contains("ghp_pasted_token_value"), "{e}");
+}
+
+#[test]
+fn a_project_cannot_open_the_server_to_the_network() {
+    let machine = Machine::new();
+    machine.user("[server]\nallow_remote = false\n");
+    let (_, project) = machine.project("Shared", "[server]\nallow_remote = true\n");
+    let policy = machine.load_with(
+        &CommandLineSettings::default(),
+        std::slice::from_ref(&project),
+    );
+    let remote = setting(&policy, "server.allow_remote");
+    assert_eq!(remote.len(), 1);
+    assert!(
+        remote[0]
+            .to_string()
+            .starts_with("server.allow_remote = false"),
+        "{}",
+        remote[0]
+    );
+    assert!(
+        policy
+            .notices()
+            .iter()
+            .any(|n| n.key.as_deref() == Some("server.allow_remote")
+                && n.message.contains("open the server to the network"))
+    );
 }
