@@ -201,6 +201,7 @@ async fn a_jail_reaches_the_network_only_through_the_proxy_and_never_sees_the_se
         dangerously_allow_no_landlock: false,
         egress: Some(Arc::new(ProxyConnector(proxy.clone()))),
         skills: Vec::new(),
+        plugins: Vec::new(),
     })
     .await
     .unwrap_or_else(|e| panic!("the jail did not start: {e}"));

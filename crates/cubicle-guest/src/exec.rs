@@ -180,25 +180,48 @@ async fn run_inner(
         Command::Shell(line) => ("/bin/sh".to_owned(), vec!["-c".to_owned(), line.clone()]),
     };
 
-    let mut cmd = std::process::Command::new(&program);
-    cmd.args(&args)
-        // Nothing of the guest's own environment leaks into commands.
-        .env_clear()
-        .envs(&ctx.base_env)
-        .envs(&req.env)
-        .current_dir(&cwd)
-        // A group of its own, so signals reach everything it starts.
-        .process_group(0)
-        .stdin(match req.stdin {
-            Stdin::Null => Stdio::null(),
-            Stdin::Bytes(_) | Stdin::Pipe => Stdio::piped(),
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    // A program found on PATH here is started by path, which lets std use
+    // posix_spawn (a vfork, no copy of the guest's page tables) instead of
+    // fork and execvp; argv[0] stays as the caller wrote it.
+    let path_var = req.env.get("PATH").or_else(|| ctx.base_env.get("PATH"));
+    let found = path_var.and_then(|p| search_path(&program, p));
+    let command = |path: Option<&std::path::Path>| {
+        let mut cmd = match path {
+            Some(path) => {
+                let mut cmd = std::process::Command::new(path);
+                cmd.arg0(&program);
+                cmd
+            }
+            None => std::process::Command::new(&program),
+        };
+        cmd.args(&args)
+            // Nothing of the guest's own environment leaks into commands.
+            .env_clear()
+            .envs(&ctx.base_env)
+            .envs(&req.env)
+            .current_dir(&cwd)
+            // A group of its own, so signals reach everything it starts.
+            .process_group(0)
+            .stdin(match req.stdin {
+                Stdin::Null => Stdio::null(),
+                Stdin::Bytes(_) | Stdin::Pipe => Stdio::piped(),
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
     // std opens every descriptor close-on-exec and replaces 0, 1 and 2 in the
     // child, so the protocol channel (the guest's stdin/stdout) never leaks.
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| spawn_error(&program, &e))?;
+    let spawned = match command(found.as_deref()).spawn() {
+        // A script without `#!`: execvp runs it with /bin/sh, posix_spawn
+        // refuses it; keep execvp's behaviour.
+        Err(e) if found.is_some() && e.raw_os_error() == Some(libc::ENOEXEC) => {
+            command(None).spawn()
+        }
+        other => other,
+    };
+    let mut child = spawned.map_err(|e| spawn_error(&program, &e))?;
     let pid = child.id();
     tracing::debug!(id, pid, program, "started command");
 
@@ -375,6 +398,33 @@ fn no_such(exec_id: u64) -> OpResult {
     .into_result()
 }
 
+/// Where `execvp` would find `program` on `path`: the first absolute entry
+/// holding an executable file of that name. `None` (leave the search to
+/// `execvp`, with its own errors) when `program` has a slash, nothing
+/// matches, or an empty or relative entry (relative to the command's working
+/// directory) comes first.
+fn search_path(program: &str, path: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    if program.contains('/') {
+        return None;
+    }
+    for dir in path.split(':') {
+        if !dir.starts_with('/') {
+            return None;
+        }
+        let candidate = std::path::Path::new(dir).join(program);
+        let Ok(c) = std::ffi::CString::new(candidate.as_os_str().as_bytes()) else {
+            return None;
+        };
+        // SAFETY: `c` is a valid NUL-terminated string for the call.
+        let executable = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+        if executable && candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
 fn spawn_error(program: &str, err: &io::Error) -> OpError {
     let message = match err.kind() {
         io::ErrorKind::NotFound if program.contains('/') => format!("no such program: {program}"),
@@ -488,5 +538,36 @@ async fn feed_stdin(
             return;
         }
         let _ = w.done.send(res);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn search_path_finds_the_first_executable_like_execvp() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        // Not executable in `a`: skipped, as execvp skips it.
+        std::fs::write(a.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::write(b.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(b.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A directory of that name is not a program.
+        std::fs::create_dir(a.join("dir")).unwrap();
+        let path = format!("{}:{}", a.display(), b.display());
+        assert_eq!(search_path("tool", &path), Some(b.join("tool")));
+        assert_eq!(search_path("dir", &path), None);
+        assert_eq!(search_path("missing", &path), None);
+        // Slashes and relative entries are left to execvp.
+        assert_eq!(search_path("./tool", &path), None);
+        assert_eq!(search_path("tool", &format!("rel:{}", b.display())), None);
+        assert_eq!(search_path("tool", &format!(":{}", b.display())), None);
     }
 }

@@ -1,10 +1,11 @@
 //! Waiting for a command's process and collecting its resource usage.
 //!
 //! Commands are spawned with `std::process` (not `tokio::process`) and waited
-//! for here with `wait4(pid)` on a blocking thread: tokio's child handling
-//! reaps with `waitpid`, which throws the `rusage` away, and two reapers for
-//! one pid would race. Each command is waited for by exactly one call to
-//! [`wait`], by pid.
+//! for here: a pidfd on the reactor says when the process ended, and
+//! `wait4(pid)` reaps it with its `rusage` (a blocking `wait4` on a thread
+//! where pidfds do not exist). tokio's child handling reaps with `waitpid`,
+//! which throws the `rusage` away, and two reapers for one pid would race.
+//! Each command is waited for by exactly one call to [`wait`], by pid.
 //!
 //! When the guest runs as PID 1 of a jail it must also reap orphans. That
 //! will replace this per-pid wait with one thread looping on `wait4(-1)` that
@@ -30,23 +31,80 @@ pub struct ChildExit {
 }
 
 /// Waits for process `pid` (a child of this process) to end and reaps it.
+///
+/// Where the kernel has pidfds (Linux 5.3), the wait is a readiness event on
+/// the reactor, which costs no thread; otherwise it is a blocking `wait4` on
+/// tokio's blocking pool.
 pub async fn wait(pid: u32) -> io::Result<ChildExit> {
-    tokio::task::spawn_blocking(move || wait_blocking(pid))
-        .await
-        .map_err(io::Error::other)?
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    let Ok(fd) = pidfd_open(pid) else {
+        return wait_on_thread(pid).await;
+    };
+    // SAFETY: the `OwnedFd` owns the pidfd and is moved into the `AsyncFd`,
+    // which keeps it open, unchanged, until it is dropped.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    };
+    match registered {
+        Ok(fd) => wait_pidfd(pid, fd).await,
+        Err(_) => wait_on_thread(pid).await,
+    }
 }
 
-fn wait_blocking(pid: u32) -> io::Result<ChildExit> {
-    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+async fn wait_on_thread(pid: libc::pid_t) -> io::Result<ChildExit> {
+    tokio::task::spawn_blocking(move || {
+        wait4(pid, 0)?.ok_or_else(|| io::Error::other("wait4 returned without a status"))
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+/// A pidfd becomes readable when its process has ended; the status is
+/// then collected with a non-blocking `wait4`, which keeps the `rusage`.
+async fn wait_pidfd(
+    pid: libc::pid_t,
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+) -> io::Result<ChildExit> {
+    loop {
+        // Checked before each wait: the process may have ended before the
+        // pidfd was registered.
+        if let Some(exit) = wait4(pid, libc::WNOHANG)? {
+            return Ok(exit);
+        }
+        fd.readable().await?.clear_ready();
+    }
+}
+
+/// `pidfd_open(2)`: a descriptor for our child `pid`, which cannot be
+/// reused while unreaped.
+fn pidfd_open(pid: libc::pid_t) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(rc).map_err(io::Error::other)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one
+    // else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `wait4(pid)` with `flags`; `None` when `WNOHANG` found it still running.
+fn wait4(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ChildExit>> {
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: `status` and `usage` are valid, exclusively borrowed
         // out-pointers for the duration of the call; `pid` is our own child.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
         if rc == pid {
             break;
+        }
+        if rc == 0 {
+            return Ok(None);
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
@@ -60,14 +118,14 @@ fn wait_blocking(pid: u32) -> io::Result<ChildExit> {
     } else {
         (None, None)
     };
-    Ok(ChildExit {
+    Ok(Some(ChildExit {
         code,
         signal,
         user: timeval(usage.ru_utime),
         system: timeval(usage.ru_stime),
         // Linux reports ru_maxrss in KiB.
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
-    })
+    }))
 }
 
 fn timeval(tv: libc::timeval) -> Duration {
@@ -89,5 +147,51 @@ pub fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    /// A child that the code under test, not std, reaps.
+    #[allow(clippy::zombie_processes)]
+    fn spawn(script: &str) -> libc::pid_t {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap();
+        libc::pid_t::try_from(child.id()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pidfd_wait_reports_exit_codes_and_signals() {
+        let pid = spawn("exit 3");
+        let exit = wait(u32::try_from(pid).unwrap()).await.unwrap();
+        assert_eq!((exit.code, exit.signal), (Some(3), None));
+        let pid = spawn("kill -9 $$");
+        let exit = wait(u32::try_from(pid).unwrap()).await.unwrap();
+        assert_eq!((exit.code, exit.signal), (None, Some(libc::SIGKILL)));
+        // Reaped: a second wait finds no such child.
+        assert!(wait4(pid, libc::WNOHANG).is_err());
+    }
+
+    #[tokio::test]
+    async fn thread_wait_is_the_same_without_pidfds() {
+        let pid = spawn("exit 7");
+        let exit = wait_on_thread(pid).await.unwrap();
+        assert_eq!((exit.code, exit.signal), (Some(7), None));
+    }
+
+    #[tokio::test]
+    async fn a_process_that_ended_before_the_wait_is_still_reaped() {
+        let pid = spawn("exit 5");
+        // Let it become a zombie before the pidfd exists.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let exit = wait(u32::try_from(pid).unwrap()).await.unwrap();
+        assert_eq!(exit.code, Some(5));
     }
 }

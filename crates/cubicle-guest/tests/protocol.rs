@@ -542,6 +542,35 @@ async fn environment_is_only_what_the_host_gives() {
 }
 
 #[tokio::test]
+async fn programs_on_path_keep_their_name_and_execvp_rules() {
+    let (_d, ws) = tempdir();
+    let bin = ws.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // No `#!` line: execvp runs it with /bin/sh, and so must the guest.
+    std::fs::write(bin.join("bare-script"), "echo bare ran\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("bare-script"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut g = Guest::start(config(&ws)).await;
+    // Found on PATH: argv[0] is the name as given, not the resolved path.
+    let (exit, out, _) = g
+        .exec(1, ExecRequest::argv(["cat", "/proc/self/cmdline"]))
+        .await;
+    assert_eq!(exit.code, Some(0));
+    assert_eq!(out, b"cat\0/proc/self/cmdline\0");
+    let mut req = ExecRequest::argv(["bare-script"]);
+    req.env.insert(
+        "PATH".to_owned(),
+        format!("{}:/usr/bin:/bin", bin.display()),
+    );
+    let (exit, out, err) = g.exec(2, req).await;
+    assert_eq!(exit.code, Some(0), "{}", String::from_utf8_lossy(&err));
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "bare ran");
+}
+
+#[tokio::test]
 async fn children_do_not_inherit_the_protocol_channel() {
     let (_d, ws) = tempdir();
     let mut g = Guest::start(config(&ws)).await;

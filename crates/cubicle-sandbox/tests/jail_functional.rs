@@ -278,3 +278,36 @@ async fn a_setup_failure_is_reported_as_start() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn skill_and_plugin_folders_are_read_only_at_their_paths() {
+    require_jail!();
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("SKILL.md"), format!("{name}\n")).unwrap();
+        d
+    };
+    let mut config = jail_common::config(&dir.path().join("ws"), vec![]);
+    config.skills = vec![
+        ("pdf".into(), mk("pdf")),
+        ("tools/report".into(), mk("report")),
+    ];
+    config.plugins = vec![("tools".into(), mk("tools-root"))];
+    let jail = JailComputer::start(config).await.unwrap();
+    let (out, code) = sh(
+        &jail,
+        "cat /mnt/.skills/pdf/SKILL.md /mnt/.skills/tools/report/SKILL.md /mnt/.plugins/tools/SKILL.md; \
+         touch /mnt/.skills/tools/report/x 2>/dev/null || echo read-only",
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, "pdf\nreport\ntools-root\nread-only\n");
+    jail.stop().await.unwrap();
+
+    let mut config = jail_common::config(&dir.path().join("ws2"), vec![]);
+    config.skills = vec![("../../etc".into(), mk("evil"))];
+    let err = JailComputer::start(config).await.unwrap_err().to_string();
+    assert!(err.contains("bad skill or plugin folder"), "{err}");
+}

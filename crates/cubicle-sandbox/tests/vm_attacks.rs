@@ -132,6 +132,8 @@ async fn run() {
     config.egress = Some(switch.clone());
     config.heartbeat_interval = Duration::from_secs(1);
     config.heartbeat_timeout = Duration::from_secs(10);
+    // The hang is to be reported, not repaired (vm_faults tests the repair).
+    config.max_restarts = 0;
     let vm = vm_common::start(config).await;
     eprintln!("booted in {:?}; {}", vm.boot_time(), vm.accel_reason());
 
@@ -247,8 +249,9 @@ async fn run() {
         panic!("{err}")
     };
     assert!(msg.contains("stopped answering"), "{msg}");
-    assert!(detected < Duration::from_secs(30), "took {detected:?}");
-    assert_eq!(vm.dead_reason().as_deref(), Some(msg.as_str()));
+    assert!(msg.ends_with("start a new session"), "{msg}");
+    let reason = vm.dead_reason().unwrap();
+    assert!(msg.starts_with(&reason), "{msg} / {reason}");
     eprintln!("hang detected in {detected:?}: {msg}");
     let later = sh("echo hi").await.unwrap_err();
     assert!(

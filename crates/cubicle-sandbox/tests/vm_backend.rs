@@ -14,15 +14,7 @@ use cubicle_protocol::guest::ExecRequest;
 use cubicle_sandbox::{Computer, Grant, SandboxError};
 use pretty_assertions::assert_eq;
 
-async fn sh(vm: &dyn Computer, line: &str) -> (String, Option<i32>) {
-    let mut req = ExecRequest::shell(line);
-    req.timeout_ms = Some(60_000);
-    let out = vm.exec(req, None).await.unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        out.result.code,
-    )
-}
+use vm_common::sh;
 
 fn grant(path: &std::path::Path, name: &str, writable: bool) -> Grant {
     Grant {

@@ -111,18 +111,7 @@ async fn a_frozen_qemu_is_found_by_the_heartbeat_and_replaced() {
     vm.stop().await.unwrap();
 }
 
-async fn sh(
-    vm: &dyn Computer,
-    line: &str,
-) -> Result<(String, Option<i32>), cubicle_sandbox::SandboxError> {
-    let mut req = cubicle_protocol::guest::ExecRequest::shell(line);
-    req.timeout_ms = Some(60_000);
-    let out = vm.exec(req, None).await?;
-    Ok((
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        out.result.code,
-    ))
-}
+use vm_common::try_sh as sh;
 
 /// A full overlay, the guest killed in the middle of a command, a granted
 /// folder deleted on the host: each gives an error the model can act on and

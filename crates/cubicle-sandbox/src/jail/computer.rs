@@ -98,13 +98,23 @@ impl JailComputer {
             });
         }
         let mut skills = Vec::new();
-        for (name, dir) in &config.skills {
+        let folders = config
+            .skills
+            .iter()
+            .map(|(path, dir)| ("skill", ".skills", path, dir))
+            .chain(
+                config
+                    .plugins
+                    .iter()
+                    .map(|(name, dir)| ("plugin", ".plugins", name, dir)),
+            );
+        for (what, under, name, dir) in folders {
             let host_path = std::fs::canonicalize(dir).map_err(|e| {
-                SandboxError::Config(format!("cannot mount the skill `{name}`: {e}"))
+                SandboxError::Config(format!("cannot mount the {what} `{name}`: {e}"))
             })?;
             skills.push(GrantSpec {
                 host_path,
-                name: name.clone(),
+                name: format!("{under}/{name}"),
                 writable: false,
             });
         }
@@ -130,6 +140,7 @@ impl JailComputer {
             dangerously_allow_no_landlock: config.dangerously_allow_no_landlock,
             cgroup: Some(cgroup.clone()),
             guest_log: std::env::var("CUBICLE_GUEST_LOG").ok(),
+            parent_pid: Some(std::process::id()),
         };
         let spec_json = serde_json::to_string(&spec)
             .map_err(|e| SandboxError::Start(format!("cannot encode the launch spec: {e}")))?;
@@ -154,7 +165,9 @@ impl JailComputer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        crate::spawn::die_with_parent(&mut cmd);
+        // No `pre_exec` hook: the launcher sets its own parent-death signal
+        // (`LaunchSpec::parent_pid`), which lets std start it with
+        // posix_spawn rather than fork this whole process.
         let mut child = cmd.spawn().map_err(|e| {
             SandboxError::Start(format!(
                 "cannot run the jail launcher {}: {e}",

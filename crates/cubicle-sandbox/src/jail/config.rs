@@ -40,9 +40,14 @@ pub struct JailConfig {
     /// Where connections to the in-cubicle proxy port go (the host's egress
     /// proxy); `None` refuses them all.
     pub egress: Option<Arc<dyn EgressConnector>>,
-    /// Skill folders (name, host path), visible read-only at
-    /// `/mnt/.skills/<name>` so that scripts bundled with a skill run inside.
+    /// Skill folders (path below `/mnt/.skills`, host path), visible
+    /// read-only at `/mnt/.skills/<path>` so that scripts bundled with a
+    /// skill run inside; a plugin's skill is two levels deep
+    /// (`plugin/skill`).
     pub skills: Vec<(String, PathBuf)>,
+    /// Installed plugins' folders (name, host path), visible read-only at
+    /// `/mnt/.plugins/<name>`, where their hooks and MCP servers run from.
+    pub plugins: Vec<(String, PathBuf)>,
 }
 
 impl std::fmt::Debug for JailConfig {
@@ -57,6 +62,7 @@ impl std::fmt::Debug for JailConfig {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("egress", &self.egress.is_some())
             .field("skills", &self.skills)
+            .field("plugins", &self.plugins)
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +149,10 @@ pub struct LaunchSpec {
     pub workspace: PathBuf,
     /// Grants, already checked to exist.
     pub grants: Vec<GrantSpec>,
-    /// Skill folders, mounted read-only at `/mnt/.skills/<name>`.
+    /// Skill and plugin folders, mounted read-only at `/mnt/<name>`, where
+    /// `name` is a relative path whose first component starts with a dot
+    /// (`.skills/pdf`, `.skills/plugin/skill`, `.plugins/plugin`), so that
+    /// it cannot meet a grant.
     #[serde(default)]
     pub skills: Vec<GrantSpec>,
     /// Image root file system, when one is used.
@@ -157,6 +166,13 @@ pub struct LaunchSpec {
     pub cgroup: Option<String>,
     /// `CUBICLE_GUEST_LOG` for the guest, the only variable passed in.
     pub guest_log: Option<String>,
+    /// Pid of the host process that starts the launcher: the launcher asks
+    /// for `SIGKILL` when its parent dies and exits at once if this is no
+    /// longer its parent. Set by the launcher itself, not by a `pre_exec`
+    /// hook in the host, so that the host can start it with a vfork-style
+    /// `posix_spawn` instead of copying its whole address space with fork.
+    #[serde(default)]
+    pub parent_pid: Option<u32>,
 }
 
 impl LaunchSpec {
@@ -200,6 +216,7 @@ mod tests {
             dangerously_allow_no_landlock: false,
             cgroup: Some("s1".into()),
             guest_log: None,
+            parent_pid: Some(42),
         };
         let json = serde_json::to_string(&spec).unwrap();
         let parsed = LaunchSpec::from_args(["init".into(), json.into()]).unwrap();

@@ -75,6 +75,9 @@ pub fn main_from_args() -> ! {
 
 /// Steps 0–2, in the launcher process on the host side of the namespaces.
 fn launch(spec: &LaunchSpec) -> Result<i32, InitError> {
+    if let Some(parent) = spec.parent_pid {
+        die_with_parent(parent)?;
+    }
     check_single_threaded()?;
     // Step 0: the session cgroup, joined while we still have the host's view
     // of /sys/fs/cgroup; the namespaces below are then rooted in it.
@@ -115,6 +118,23 @@ fn launch(spec: &LaunchSpec) -> Result<i32, InitError> {
             Ok(exit.status())
         }
     }
+}
+
+/// Asks for `SIGKILL` when the host process that started the launcher dies
+/// (PID 1 does the same with the launcher, so the whole jail goes), then
+/// checks that `parent` is still the parent: had it died before the request,
+/// no signal would ever come.
+fn die_with_parent(parent: u32) -> Result<(), InitError> {
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() };
+    if u32::try_from(ppid).ok() != Some(parent) {
+        return Err(InitError::new(
+            "the process that started the launcher has already exited",
+        ));
+    }
+    Ok(())
 }
 
 /// PID 1 of the jail: steps 3–8 on itself, then step 9 in a child, then

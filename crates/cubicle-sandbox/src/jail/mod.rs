@@ -11,12 +11,17 @@
 //! # How the jail is built, step by step
 //!
 //! In the order the code runs; each step names the function that does it.
+//! Before step 0 the launcher asks for `SIGKILL` when the host process that
+//! started it dies (`init::die_with_parent`, checking it is still that
+//! process's child), so that the host can start it with `posix_spawn`.
 //!
 //! 0. **Session cgroup** — [`limits::enter_cgroup`], in the launcher, still
 //!    with the host's view: where cgroup v1 `pids` and `memory` are
 //!    writable (root), create `cubicle/<session>` in each, set `pids.max`
-//!    and `memory.limit_in_bytes`, and move in. Optional: without it the
-//!    rlimits of step 5 still apply. (Delegated cgroup v2 is not handled.)
+//!    and `memory.limit_in_bytes`, and move in (by writing `0` to `tasks`:
+//!    the launcher is single-threaded, and unlike `cgroup.procs` this does
+//!    not wait for an RCU grace period). Optional: without it the rlimits of
+//!    step 5 still apply. (Delegated cgroup v2 is not handled.)
 //! 1. **Namespaces** — [`namespaces::unshare_all`]: one `unshare` of user,
 //!    mount, PID, network, IPC, UTS and cgroup namespaces; then
 //!    `setgroups` = `deny` and `uid_map`/`gid_map` map the caller's uid and

@@ -142,8 +142,11 @@ pub fn build_root(spec: &LaunchSpec) -> Result<(), InitError> {
     }
     let mut skills = Vec::new();
     for s in &spec.skills {
-        if s.name.is_empty() || s.name.contains('/') || s.name.starts_with('.') {
-            return Err(InitError::new(format!("bad skill name `{}`", s.name)));
+        if !is_hidden_mount_path(&s.name) {
+            return Err(InitError::new(format!(
+                "bad skill or plugin folder `/mnt/{}`",
+                s.name
+            )));
         }
         let fd = open_path(&s.host_path)?;
         check_dir(&fd, &s.host_path)?;
@@ -215,19 +218,14 @@ pub fn build_root(spec: &LaunchSpec) -> Result<(), InitError> {
         };
         place(root, &Path::new("mnt").join(&g.name), &src, mode)?;
     }
-    // Skills are read-only: a skill's scripts run inside, and nothing in
-    // the cubicle may change the portable skill.
-    if !skills.is_empty() {
-        mkdir(&root.join("mnt/.skills"))?;
-    }
+    // Skills and plugins are read-only: their scripts run inside, and
+    // nothing in the cubicle may change the portable skill. Shallower paths
+    // first, so that no folder is made inside a read-only mount.
+    let mut skills = skills;
+    skills.sort_by_key(|(s, _)| s.name.matches('/').count());
     for (s, fd) in skills {
         let src = Source::Bind { fd, dir: true };
-        place(
-            root,
-            &Path::new("mnt/.skills").join(&s.name),
-            &src,
-            Bind::ReadOnly,
-        )?;
+        place(root, &Path::new("mnt").join(&s.name), &src, Bind::ReadOnly)?;
     }
     mkdir(&root.join(".cubicle"))?;
     let guest = Source::Bind {
@@ -554,6 +552,20 @@ fn check_dir(fd: &File, path: &Path) -> Result<(), InitError> {
     }
 }
 
+/// A relative path of plain components whose first starts with a dot
+/// (`.skills/pdf`): where skill and plugin folders go below `/mnt`, apart
+/// from the grants, whose names never start with a dot.
+fn is_hidden_mount_path(path: &str) -> bool {
+    let mut parts = path.split('/');
+    let first_hidden = parts
+        .next()
+        .is_some_and(|p| p.len() > 1 && p.starts_with('.') && p != "..");
+    first_hidden
+        && path
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\0'))
+}
+
 fn mkdir(path: &Path) -> Result<(), InitError> {
     std::fs::create_dir_all(path)
         .map_err(|e| InitError::new(format!("cannot create {}: {e}", path.display())))
@@ -565,4 +577,30 @@ fn fail(what: &'static str) -> impl Fn(std::io::Error) -> InitError {
 
 fn io_fail(what: &'static str) -> impl Fn(std::io::Error) -> InitError {
     fail(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_hidden_mount_path;
+
+    #[test]
+    fn skill_and_plugin_paths_stay_apart_from_grants() {
+        for ok in [".skills/pdf", ".skills/plugin/skill", ".plugins/p"] {
+            assert!(is_hidden_mount_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "grant",
+            ".",
+            "..",
+            "../etc",
+            ".skills/../../etc",
+            ".skills//x",
+            ".skills/x/",
+            "/abs",
+            ".skills/./x",
+        ] {
+            assert!(!is_hidden_mount_path(bad), "{bad}");
+        }
+    }
 }

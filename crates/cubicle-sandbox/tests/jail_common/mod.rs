@@ -77,6 +77,7 @@ pub fn config(workspace: &Path, grants: Vec<Grant>) -> JailConfig {
         dangerously_allow_no_landlock: false,
         egress: None,
         skills: Vec::new(),
+        plugins: Vec::new(),
     }
 }
 

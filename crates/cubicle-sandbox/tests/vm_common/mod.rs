@@ -87,3 +87,26 @@ pub fn process_gone(pid: u32) -> bool {
             .is_some_and(|s| s.trim_start().starts_with('Z')),
     }
 }
+
+/// Runs `line` with `sh -c` (60 s timeout); its stdout then stderr, and its
+/// exit code.
+pub async fn try_sh(
+    computer: &dyn cubicle_sandbox::Computer,
+    line: &str,
+) -> Result<(String, Option<i32>), cubicle_sandbox::SandboxError> {
+    let mut req = cubicle_protocol::guest::ExecRequest::shell(line);
+    req.timeout_ms = Some(60_000);
+    let out = computer.exec(req, None).await?;
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        out.result.code,
+    ))
+}
+
+/// [`try_sh`], failing the test if the request fails.
+pub async fn sh(computer: &dyn cubicle_sandbox::Computer, line: &str) -> (String, Option<i32>) {
+    match try_sh(computer, line).await {
+        Ok(r) => r,
+        Err(e) => panic!("`{line}` failed: {e}"),
+    }
+}
