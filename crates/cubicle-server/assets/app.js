@@ -35,7 +35,7 @@ function showError(e) {
 }
 
 function show(view) {
-  for (const v of ['new', 'list', 'session']) $(`view-${v}`).hidden = v !== view;
+  for (const v of ['new', 'list', 'session', 'devices', 'policy', 'audit', 'skills']) $(`view-${v}`).hidden = v !== view;
   showError(null);
 }
 
@@ -98,14 +98,66 @@ async function openSession(id, live = true) {
   $('session-title').textContent = `Session ${id}`;
   current = { id, ws: null, tools: new Map(), text: null };
   loadFiles();
+  $('preview-box').hidden = true;
+  let history = null;
   try {
     const s = await (await api('GET', `/api/sessions/${encodeURIComponent(id)}`)).json();
     if (s.header.task) $('session-title').textContent = s.header.task;
     live = s.live;
+    history = s.entries;
   } catch (e) { showError(e); }
-  if (!live) { setStatus('Finished. Past sessions show their output files.'); return; }
+  $('resume').hidden = live || role.role === 'device';
+  if (!live) {
+    if (history) showHistory(history);
+    setStatus('Finished. Resume it to continue, or look at its output files.');
+    return;
+  }
   connect(id);
 }
+
+// A past session, rebuilt from its transcript entries.
+function showHistory(entries) {
+  const feed = $('feed');
+  const tools = new Map();
+  for (const e of entries) {
+    if (e.agent) continue;
+    if (e.type === 'user_message') {
+      const text = e.message.content.filter((b) => b.type === 'text').map((b) => b.text).join('\n');
+      if (text) feed.append(el('div', { class: 'user', textContent: text }));
+    } else if (e.type === 'model_response') {
+      for (const b of e.message.content) {
+        if (b.type === 'text' && b.text) feed.append(el('div', { class: 'assistant', textContent: b.text }));
+        if (b.type === 'tool_use') {
+          const pre = el('pre');
+          const d = el('details', { class: 'tool' }, el('summary', { textContent: b.name }), el('pre', { textContent: JSON.stringify(b.input, null, 2) }), pre);
+          tools.set(b.id, { d, pre });
+          feed.append(d);
+        }
+      }
+    } else if (e.type === 'tool_result') {
+      const t = tools.get(e.call_id);
+      if (t) {
+        t.pre.textContent = e.content.filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+        if (e.is_error) t.d.classList.add('error');
+      }
+    } else if (e.type === 'plan') {
+      onEvent({ type: 'plan', todos: e.todos });
+    }
+  }
+}
+
+$('resume').addEventListener('click', async () => {
+  if (!current) return;
+  const id = current.id;
+  try {
+    await api('POST', `/api/sessions/${encodeURIComponent(id)}/resume`, {});
+    $('resume').hidden = true;
+    $('feed').append(el('p', { class: 'notice', textContent: 'Resumed — send a message to continue.' }));
+    current.tools.clear();
+    setStatus('Resumed.');
+    connect(id);
+  } catch (e) { showError(e); }
+});
 
 function connect(id) {
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/sessions/${encodeURIComponent(id)}/events`;
@@ -186,6 +238,10 @@ async function sendOp(op) {
 }
 
 function showQuestion(ev) {
+  if (document.body.classList.contains('watch-only')) {
+    $('prompts').append(el('p', { class: 'notice', textContent: `The agent asks: ${ev.questions.map((q) => q.question).join(' ')} (answer on a device that may control)` }));
+    return;
+  }
   const card = el('form', { class: 'card', 'aria-label': 'Question from the agent' });
   const answers = ev.questions.map(() => ({ selected: [], text: null }));
   ev.questions.forEach((q, i) => {
@@ -215,6 +271,10 @@ function showQuestion(ev) {
 }
 
 function showApproval(ev) {
+  if (document.body.classList.contains('watch-only')) {
+    $('prompts').append(el('p', { class: 'notice', textContent: `Waiting for approval: ${ev.summary}` }));
+    return;
+  }
   const card = el('div', { class: 'card', role: 'group', 'aria-label': 'Approval needed' });
   const decide = (decision) => { card.remove(); sendOp({ type: 'approve', id: ev.id, decision }); };
   card.append(
@@ -234,7 +294,9 @@ async function loadFiles() {
   try {
     const { files } = await (await api('GET', `/api/sessions/${encodeURIComponent(id)}/files`)).json();
     $('files').replaceChildren(...files.map((f) => el('li', {},
-      el('button', { type: 'button', textContent: `${f.path} (${f.size} bytes)`, 'aria-label': `Download ${f.path}`, on: { click: () => download(id, f.path) } }))));
+      el('button', { type: 'button', textContent: `${f.path} (${f.size} bytes)`, 'aria-label': `Download ${f.path}`, on: { click: () => download(id, f.path) } }),
+      ' ',
+      el('button', { type: 'button', class: 'preview-btn', textContent: 'Preview', 'aria-label': `Preview ${f.path}`, on: { click: () => showPreview(id, f.path) } }))));
     if (!files.length) $('files').replaceChildren(el('li', { class: 'muted', textContent: 'None yet.' }));
   } catch (e) { showError(e); }
 }
@@ -249,6 +311,106 @@ async function download(id, path) {
   } catch (e) { showError(e); }
 }
 
+const filePath = (path) => path.split('/').map(encodeURIComponent).join('/');
+let previewUrl = null;
+async function showPreview(id, path) {
+  const box = $('preview');
+  if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
+  $('preview-box').hidden = false;
+  $('preview-title').textContent = `Preview: ${path}`;
+  box.replaceChildren(el('p', { class: 'muted', textContent: 'Loading…' }));
+  try {
+    const p = await (await api('GET', `/api/sessions/${encodeURIComponent(id)}/preview/${filePath(path)}`)).json();
+    if (p.kind === 'table') {
+      const [head, ...body] = p.rows;
+      const table = el('table', {},
+        el('caption', { class: 'visually-hidden', textContent: `${path}${p.sheet ? `, sheet ${p.sheet}` : ''}` }),
+        el('thead', {}, el('tr', {}, ...(head || []).map((c) => el('th', { scope: 'col', textContent: c })))),
+        el('tbody', {}, ...body.map((r) => el('tr', {}, ...r.map((c) => el('td', { textContent: c }))))));
+      box.replaceChildren(...(p.sheet ? [el('p', { class: 'muted', textContent: `Sheet ${p.sheet}` })] : []), el('div', { class: 'table-wrap' }, table),
+        ...(p.truncated ? [el('p', { class: 'muted', textContent: 'Only the start is shown; download the file to see all of it.' })] : []));
+    } else if (p.kind === 'markdown') {
+      // Rendered by the server with raw HTML escaped and unsafe links dropped.
+      const doc = el('div', { class: 'markdown' });
+      doc.innerHTML = p.html;
+      box.replaceChildren(doc);
+    } else if (p.kind === 'media') {
+      const res = await api('GET', `/api/sessions/${encodeURIComponent(id)}/files/${filePath(path)}`);
+      previewUrl = URL.createObjectURL(new Blob([await res.arrayBuffer()], { type: p.mime }));
+      box.replaceChildren(p.mime === 'application/pdf'
+        ? el('iframe', { src: previewUrl, title: path, class: 'pdf' })
+        : el('img', { src: previewUrl, alt: path }));
+    } else if (p.kind === 'text') {
+      box.replaceChildren(el('pre', { textContent: p.text }));
+    } else {
+      box.replaceChildren(el('p', { class: 'muted', textContent: `${p.reason}.` }));
+    }
+  } catch (e) { showError(e); }
+}
+
+// ---- policy and audit (owner only) --------------------------------------
+async function loadPolicy() {
+  closeStream();
+  show('policy');
+  try {
+    const p = await (await api('GET', '/api/policy')).json();
+    $('policy-notices').replaceChildren(...p.notices.map((n) => el('li', { textContent: n })));
+    $('policy-table').tBodies[0].replaceChildren(...p.settings.map((s) => el('tr', {},
+      el('th', { scope: 'row', textContent: s.key }), el('td', {}, el('code', { textContent: s.value })), el('td', { textContent: s.origin }))));
+  } catch (e) { showError(e); }
+}
+async function loadAudit() {
+  closeStream();
+  show('audit');
+  try {
+    const a = await (await api('GET', '/api/audit?limit=200')).json();
+    const v = a.verify || {};
+    $('audit-verify').textContent = v.ok
+      ? `✔ The log is intact: ${v.records} records in ${v.files} file(s)${v.keyed ? ', sealed with your key' : ''}.`
+      : `✘ The log has been changed: ${v.first_bad}`;
+    $('audit-verify').className = v.ok ? 'status ok' : 'status error';
+    $('audit-table').tBodies[0].replaceChildren(...(a.records || []).map((r) => {
+      const { kind: _k, ...detail } = r.detail || {};
+      return el('tr', {}, el('td', { textContent: r.seq }), el('td', { textContent: r.ts }), el('td', { textContent: r.kind.replace(/_/g, ' ') }),
+        el('td', { textContent: r.session || '' }), el('td', {}, el('code', { textContent: JSON.stringify(detail) })));
+    }));
+  } catch (e) { showError(e); }
+}
+$('nav-policy').addEventListener('click', loadPolicy);
+
+// ---- skills (owner only) -------------------------------------------------
+async function loadSkills() {
+  closeStream();
+  show('skills');
+  try {
+    const l = await (await api('GET', '/api/skills')).json();
+    $('skills').replaceChildren(...l.skills.map((k) => el('li', { class: 'skill' },
+      el('strong', { textContent: k.name }), ` — ${k.source}${k.person_only ? ', you invoke it' : ''}${k.model_only ? ', the agent invokes it' : ''}`,
+      el('br'), el('span', { class: 'meta', textContent: k.description }))));
+    if (!l.skills.length) $('skills').replaceChildren(el('li', { class: 'muted', textContent: 'No skills installed yet.' }));
+    $('skill-notices').replaceChildren(...l.notices.map((n) => el('li', { textContent: n })));
+  } catch (e) { showError(e); }
+}
+async function importSkill(file) {
+  if (!file) return;
+  try {
+    const res = await fetch('/api/skills/import', { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: file });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(body.error || `import failed (${res.status})`);
+    $('skill-result').textContent = `Installed ${body.name}.${body.warnings.length ? ` Warnings: ${body.warnings.join('; ')}` : ''}`;
+    await loadSkills();
+  } catch (e) { showError(e); }
+}
+$('nav-skills').addEventListener('click', loadSkills);
+const drop = $('skill-drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); importSkill(e.dataTransfer.files[0]); });
+drop.addEventListener('click', () => $('skill-file').click());
+drop.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); $('skill-file').click(); } });
+$('skill-file').addEventListener('change', (e) => importSkill(e.target.files[0]));
+$('nav-audit').addEventListener('click', loadAudit);
+
 $('refresh-files').addEventListener('click', loadFiles);
 $('stop').addEventListener('click', () => current && sendOp({ type: 'stop' }));
 $('interrupt').addEventListener('click', () => current && sendOp({ type: 'interrupt' }));
@@ -261,11 +423,49 @@ $('message-form').addEventListener('submit', (e) => {
   sendOp({ type: 'message', text });
 });
 
+// ---- devices and pairing (owner only) ----------------------------------
+async function loadDevices() {
+  closeStream();
+  show('devices');
+  const ul = $('devices');
+  try {
+    const { devices } = await (await api('GET', '/api/devices')).json();
+    ul.replaceChildren(...devices.map((d) => el('li', { class: 'device' },
+      el('span', { textContent: `${d.name} — ${d.scope === 'control' ? 'watch and control' : 'watch only'} · paired ${d.paired_at}` }),
+      el('button', { type: 'button', class: 'danger', textContent: 'Revoke', 'aria-label': `Revoke ${d.name}`,
+        on: { click: async () => { try { await api('DELETE', `/api/devices/${encodeURIComponent(d.id)}`); loadDevices(); } catch (e) { showError(e); } } } }))));
+    if (!devices.length) ul.replaceChildren(el('li', { class: 'muted', textContent: 'No paired devices.' }));
+  } catch (e) { showError(e); }
+}
+$('nav-devices').addEventListener('click', loadDevices);
+$('pair-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  try {
+    const o = await (await api('POST', '/api/pairing', { scope: $('pair-scope').value })).json();
+    $('pair-qr').src = `data:image/svg+xml;base64,${btoa(o.qr_svg)}`;
+    $('pair-code').textContent = o.code;
+    $('pair-page').textContent = o.pair_page;
+    $('pair-fp').textContent = o.fingerprint
+      ? `The device's browser will warn about the certificate; it is this computer's own. Its SHA-256 fingerprint is ${o.fingerprint}.`
+      : 'Remote access is off: this server listens on this computer only. Start it with `cubicle serve --remote 0.0.0.0:8443` (your policy must allow it).';
+    $('pair-offer').hidden = false;
+  } catch (e) { showError(e); }
+});
+
+// A paired device sees only what its scope allows.
+let role = { role: 'owner' };
+async function loadRole() {
+  try { role = await (await api('GET', '/api/me')).json(); } catch { /* shown elsewhere */ }
+  if (role.role !== 'device') return;
+  document.querySelectorAll('[data-owner-only], #nav-new, #message-form').forEach((n) => { n.hidden = true; });
+  if (role.scope !== 'control') document.body.classList.add('watch-only');
+}
+
 if (!token) showError(new Error('This page needs the link `cubicle serve` printed (it carries the access token).'));
 addGrant();
 // `?session=ID` opens that session (e.g. the one `cubicle demo --ui` started).
 const wanted = new URLSearchParams(location.search).get('session');
-loadList().then(() => {
+loadRole().then(loadList).then(() => {
   if (wanted) openSession(wanted);
-  else if (!$('sessions').querySelector('button')) show('new');
+  else if (!$('sessions').querySelector('button') && role.role !== 'device') show('new');
 });

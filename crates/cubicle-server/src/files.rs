@@ -87,8 +87,19 @@ pub(crate) fn clean(rel: &str) -> Result<PathBuf, FileError> {
     Ok(out)
 }
 
-/// Reads one output file: the bytes and the file's name.
-pub(crate) fn read(root: &Path, rel: &str) -> Result<(Vec<u8>, String), FileError> {
+/// An output file, opened and checked to lie inside the workspace.
+pub(crate) struct Opened {
+    pub file: std::fs::File,
+    /// Its name, for a download.
+    pub name: String,
+    /// A path that opens this very file (not whatever the name points at by then).
+    pub same_file: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Opens one output file, refusing anything that resolves outside `root`.
+pub(crate) fn open(root: &Path, rel: &str) -> Result<Opened, FileError> {
     let rel = clean(rel)?;
     let root = root.canonicalize().map_err(|_| FileError::NotFound)?;
     let path = root.join(&rel);
@@ -103,14 +114,36 @@ pub(crate) fn read(root: &Path, rel: &str) -> Result<(Vec<u8>, String), FileErro
     if !meta.is_file() {
         return Err(FileError::NotFound);
     }
-    use std::io::Read;
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    (&file).read_to_end(&mut bytes)?;
     let name = rel
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok((bytes, name))
+    Ok(Opened {
+        same_file: same_file_path(&file, real),
+        file,
+        name,
+        size: meta.len(),
+    })
+}
+
+/// Reads one output file: the bytes and the file's name.
+pub(crate) fn read(root: &Path, rel: &str) -> Result<(Vec<u8>, String), FileError> {
+    let opened = open(root, rel)?;
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(usize::try_from(opened.size).unwrap_or(0));
+    (&opened.file).read_to_end(&mut bytes)?;
+    Ok((bytes, opened.name))
+}
+
+#[cfg(target_os = "linux")]
+fn same_file_path(file: &std::fs::File, _real: PathBuf) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn same_file_path(_file: &std::fs::File, real: PathBuf) -> PathBuf {
+    real
 }
 
 #[cfg(target_os = "linux")]

@@ -4,7 +4,7 @@
 //! agent into the log and the broadcast, under one lock, so a subscriber
 //! sees every event exactly once: the replay, then the live tail.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -75,6 +75,22 @@ impl Live {
 pub(crate) struct Hub {
     sessions: Mutex<HashMap<String, Arc<Live>>>,
     pumps: Mutex<Vec<JoinHandle<()>>>,
+    resuming: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A session being resumed; dropping it lets another resume try.
+pub(crate) struct Resuming {
+    id: String,
+    set: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for Resuming {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl Hub {
@@ -85,6 +101,16 @@ impl Hub {
     /// A live session by id.
     pub fn get(&self, id: &str) -> Option<Arc<Live>> {
         self.map().get(id).cloned()
+    }
+
+    /// Marks `id` as being resumed, unless it is already: two clicks on
+    /// "Resume" must not start two sessions on one transcript.
+    pub fn claim_resume(&self, id: &str) -> Option<Resuming> {
+        let mut set = self.resuming.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.to_owned()).then(|| Resuming {
+            id: id.to_owned(),
+            set: self.resuming.clone(),
+        })
     }
 
     /// Ids of the sessions still running.

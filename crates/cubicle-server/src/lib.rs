@@ -7,14 +7,31 @@
 //! sessions, fans each one's events out to every connected browser (with a
 //! replay for late joiners), and reads history from the transcripts in the
 //! [`Store`](cubicle_agent::Store). The API is documented in `API.md`.
+//!
+//! Remote control: a phone or another computer pairs with a one-time code
+//! ([`pairing`]) and gets a scoped, revocable token ([`devices`]); when the
+//! front end says policy allows it, a second listener serves such devices on
+//! the network over TLS with a self-signed certificate whose fingerprint the
+//! pairing QR code carries. Every action of a paired device is written to
+//! the audit log before it runs.
 
 mod api;
+pub mod devices;
 mod files;
 mod hub;
+mod insights;
+pub mod pairing;
+mod preview;
+mod remote_audit;
 mod security;
 mod server;
+mod skills;
 mod starter;
+mod tls;
 mod ui;
 
-pub use server::{Server, ServerError};
+pub use devices::{Device, DeviceError, DeviceStore, Scope};
+pub use insights::{PolicyReport, PolicySetting};
+pub use server::{RemoteConfig, RemoteInfo, Server, ServerConfig, ServerError};
 pub use starter::{GrantRequest, OnEnd, SessionEnd, SessionStarter, StartRequest, StartedSession};
+pub use tls::{TlsError, fingerprint};

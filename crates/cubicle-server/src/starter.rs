@@ -80,4 +80,13 @@ pub trait SessionStarter: Send + Sync {
     /// Starts a session and returns it without sending it any message. The
     /// error is shown to the person as is, so it should say what to change.
     async fn start(&self, req: StartRequest) -> Result<StartedSession, String>;
+
+    /// Brings a past session back to life from its transcript (the same
+    /// work as `cubicle resume`): its history, grants and backend, with the
+    /// policy in force now. Returns it without sending it any message.
+    async fn resume(&self, id: &str) -> Result<StartedSession, String> {
+        Err(format!(
+            "this front end cannot resume sessions (session {id})"
+        ))
+    }
 }

@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 const INDEX: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/style.css");
+const PAIR: &str = include_str!("../assets/pair.html");
+const PAIR_JS: &str = include_str!("../assets/pair.js");
 
 struct Page {
     html: String,
@@ -28,30 +30,42 @@ fn csp_hash(text: &str) -> String {
     )
 }
 
-static PAGE: LazyLock<Page> = LazyLock::new(|| {
-    let html = INDEX
+fn page(template: &str, script: &str) -> Page {
+    let html = template
         .replace("/*STYLE*/", STYLE)
-        .replace("/*SCRIPT*/", APP_JS);
+        .replace("/*SCRIPT*/", script);
     let csp = format!(
-        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' blob: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        csp_hash(APP_JS),
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' blob: data:; frame-src blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        csp_hash(script),
         csp_hash(STYLE)
     );
     Page { html, csp }
-});
+}
 
-/// `GET /`: the page.
+static PAGE: LazyLock<Page> = LazyLock::new(|| page(INDEX, APP_JS));
+static PAIR_PAGE: LazyLock<Page> = LazyLock::new(|| page(PAIR, PAIR_JS));
+
+/// `GET /`: the app.
 pub(crate) async fn index() -> Response {
+    serve(&PAGE)
+}
+
+/// `GET /pair`: where a device redeems a pairing code (needs no token).
+pub(crate) async fn pair_page() -> Response {
+    serve(&PAIR_PAGE)
+}
+
+fn serve(page: &'static Page) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, PAGE.csp.as_str()),
+            (header::CONTENT_SECURITY_POLICY, page.csp.as_str()),
             (header::REFERRER_POLICY, "no-referrer"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        PAGE.html.as_str(),
+        page.html.as_str(),
     )
         .into_response()
 }
@@ -72,5 +86,11 @@ mod tests {
                 .contains(&format!("<script type=\"module\">{APP_JS}</script>"))
         );
         assert!(PAGE.html.contains(&format!("<style>{STYLE}</style>")));
+        assert!(
+            PAIR_PAGE
+                .html
+                .contains(&format!("<script type=\"module\">{PAIR_JS}</script>"))
+        );
+        assert!(PAIR_PAGE.csp.contains(&csp_hash(PAIR_JS)));
     }
 }
