@@ -60,6 +60,22 @@ pub struct TaskInput {
     pub tools: Option<Vec<String>>,
 }
 
+/// Arguments of a delegate sub-agent (e.g. `browser`): like [`TaskInput`]
+/// without the tool choice, which the delegate fixes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct DelegateInput {
+    /// Three to five words naming the sub-task, shown to the person.
+    pub description: String,
+    /// Complete instructions for the sub-agent, which sees nothing of this
+    /// conversation: say what to do, where, and what to report.
+    pub prompt: String,
+}
+
+/// Spec of a delegate sub-agent named `name`, described by `description`.
+pub fn delegate_spec(name: &str, description: &str) -> ToolSpec {
+    spec_for::<DelegateInput>(name, description)
+}
+
 /// Spec of `task`.
 pub fn task_spec() -> ToolSpec {
     spec_for::<TaskInput>(
