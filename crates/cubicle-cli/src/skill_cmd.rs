@@ -66,10 +66,12 @@ pub enum SkillCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Install a skill from a .skill file or a folder into your skills folder.
+    /// Install a skill from a .skill file, a folder or a git repository into
+    /// your skills folder.
     Import {
-        /// A .skill file or a skill folder.
-        #[arg(value_name = "FILE.skill|DIR")]
+        /// A .skill file, a skill folder, or a git URL (`URL#folder` for a
+        /// skill in a sub-folder of the repository).
+        #[arg(value_name = "FILE.skill|DIR|GIT-URL")]
         source: String,
         /// Install under another name (rewrites the skill's `name`).
         #[arg(long = "as", value_name = "NEW-NAME")]
@@ -359,6 +361,17 @@ fn prefs(env: &SkillEnv, name: &str, action: PrefsAction, out: &mut dyn Write) -
                 )?;
             } else {
                 write!(out, "{}", prefs.to_toml())?;
+            }
+            match prefs.notes() {
+                Some(notes) => {
+                    writeln!(out, "\n# {}", prefs.notes_path().display())?;
+                    writeln!(out, "{}", notes.trim_end())?;
+                }
+                None => writeln!(
+                    out,
+                    "# free-form preferences (a signature, a house style) go in {}",
+                    prefs.notes_path().display()
+                )?,
             }
         }
         PrefsAction::Set { key, value } => {

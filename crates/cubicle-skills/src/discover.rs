@@ -1,7 +1,8 @@
 //! Finding skills: which folders are searched, in what order, and what
 //! happens when two skills share a name.
 //!
-//! Precedence on a clash is managed > user > project; within one level the
+//! Precedence on a clash is managed > user > project (plugin skills are
+//! named `plugin:skill` and so never clash); within one level the
 //! folder listed first wins (Cubicle's own folder before `~/.claude/skills`).
 //! The losing skill is not dropped silently: it is reported as a
 //! [`Notice::Shadowed`]. Project folders count only when the person trusts
@@ -41,6 +42,36 @@ pub struct SkillRoots {
     pub user: Vec<PathBuf>,
     /// Granted folders that may hold project skills.
     pub projects: Vec<ProjectFolder>,
+    /// Installed plugins' skill folders; their skills are `plugin:skill`.
+    pub plugins: Vec<PluginSkills>,
+}
+
+/// An installed plugin's skill folders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSkills {
+    /// The plugin's name.
+    pub plugin: String,
+    /// Folders holding its skill folders (`skills/` and the manifest's).
+    pub dirs: Vec<PathBuf>,
+}
+
+impl PluginSkills {
+    /// The skill folders of the plugins installed in `store` (those that
+    /// load; the others are reported by `cubicle plugin list`).
+    pub fn installed(store: &crate::plugin_store::PluginStore) -> Vec<PluginSkills> {
+        let Ok(all) = store.load_installed() else {
+            return Vec::new();
+        };
+        all.into_iter()
+            .filter_map(|(record, loaded)| {
+                let plugin = loaded.ok()?;
+                Some(PluginSkills {
+                    plugin: record.plugin,
+                    dirs: plugin.skill_dirs(),
+                })
+            })
+            .collect()
+    }
 }
 
 impl SkillRoots {
@@ -67,6 +98,13 @@ impl SkillRoots {
                     trusted: *trusted,
                 })
                 .collect(),
+            plugins: config_dir
+                .map(|c| {
+                    PluginSkills::installed(&crate::plugin_store::PluginStore::new(
+                        crate::plugin_store::plugins_dir(c),
+                    ))
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -235,6 +273,14 @@ impl SkillIndex {
                 self.scan_root(&dir, &source, false, &mut found, &mut notices, &mut live);
             }
         }
+        for plugin in &roots.plugins {
+            let source = SkillSource::Plugin {
+                name: plugin.plugin.clone(),
+            };
+            for dir in &plugin.dirs {
+                self.scan_root(dir, &source, false, &mut found, &mut notices, &mut live);
+            }
+        }
         self.cache.retain(|k, _| live.contains(k));
 
         // `found` is in precedence order; the first of each name wins.
@@ -328,7 +374,13 @@ impl SkillIndex {
             }
             if let Some(cached) = self.cache.get(&file) {
                 match &cached.result {
-                    Ok(skill) => found.push(skill.clone()),
+                    Ok(skill) => {
+                        let mut skill = skill.clone();
+                        if let SkillSource::Plugin { name } = source {
+                            skill.name = format!("{name}:{}", skill.name);
+                        }
+                        found.push(skill);
+                    }
                     Err(reason) => notices.push(Notice::Skipped {
                         dir,
                         reason: reason.clone(),

@@ -157,22 +157,7 @@ pub fn parse(
     file: &Path,
     first_line: u64,
 ) -> Result<(Frontmatter, Vec<Diagnostic>), FrontmatterError> {
-    if yaml.len() > MAX_FRONTMATTER_BYTES {
-        return Err(FrontmatterError::TooLarge { size: yaml.len() });
-    }
-    let raw: Option<RawMap> =
-        serde_saphyr::from_str_with_options(yaml, options()).map_err(|e| {
-            let message = first_line_of(&e.without_snippet().to_string());
-            if message.contains(EXPECTING) {
-                return FrontmatterError::NotAMapping;
-            }
-            let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
-            FrontmatterError::Yaml {
-                line: line.map(|l| l + first_line - 1),
-                message,
-            }
-        })?;
-    let raw = raw.unwrap_or_default();
+    let raw = parse_raw(yaml, first_line)?;
     let mut fm = Frontmatter {
         user_invocable: true,
         ..Frontmatter::default()
@@ -269,6 +254,42 @@ pub fn parse(
     Ok((fm, warnings))
 }
 
+/// The top-level keys of a frontmatter, in file order, each with its 1-based
+/// line in the file (when known) and its value, under the same budgets as
+/// [`parse`]. For formats with keys of their own (agent definitions).
+pub fn fields(
+    yaml: &str,
+    first_line: u64,
+) -> Result<Vec<(String, Option<u64>, Value)>, FrontmatterError> {
+    Ok(parse_raw(yaml, first_line)?
+        .0
+        .into_iter()
+        .map(|e| {
+            let line = (e.line > 0).then(|| e.line + first_line - 1);
+            (e.key, line, e.value)
+        })
+        .collect())
+}
+
+fn parse_raw(yaml: &str, first_line: u64) -> Result<RawMap, FrontmatterError> {
+    if yaml.len() > MAX_FRONTMATTER_BYTES {
+        return Err(FrontmatterError::TooLarge { size: yaml.len() });
+    }
+    let raw: Option<RawMap> =
+        serde_saphyr::from_str_with_options(yaml, options()).map_err(|e| {
+            let message = first_line_of(&e.without_snippet().to_string());
+            if message.contains(EXPECTING) {
+                return FrontmatterError::NotAMapping;
+            }
+            let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+            FrontmatterError::Yaml {
+                line: line.map(|l| l + first_line - 1),
+                message,
+            }
+        })?;
+    Ok(raw.unwrap_or_default())
+}
+
 /// The budgets for frontmatter YAML: generous for any real skill, tight
 /// enough that billion-laughs, deep nesting and huge documents stop fast.
 fn options() -> serde_saphyr::Options {
@@ -304,7 +325,7 @@ fn first_line_of(s: &str) -> String {
     line.chars().take(300).collect()
 }
 
-fn as_string(v: &Value) -> Option<String> {
+pub(crate) fn as_string(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         // YAML reads `version: 1.0` or `name: 2024` as numbers; a person
@@ -315,7 +336,7 @@ fn as_string(v: &Value) -> Option<String> {
     }
 }
 
-fn as_bool(v: &Value) -> Option<bool> {
+pub(crate) fn as_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
@@ -324,7 +345,7 @@ fn as_bool(v: &Value) -> Option<bool> {
     }
 }
 
-fn as_list(v: &Value, split_spaces: bool) -> Option<Vec<String>> {
+pub(crate) fn as_list(v: &Value, split_spaces: bool) -> Option<Vec<String>> {
     match v {
         Value::String(s) if split_spaces => Some(split_tools(s)),
         Value::String(s) => Some(

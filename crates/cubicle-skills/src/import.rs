@@ -19,8 +19,9 @@
 //!    the staging folder into place. On any failure the staging folder is
 //!    removed, so nothing is left behind and nothing lands outside.
 //!
-//! Git URLs are recognised and refused for now: git import comes with
-//! plugin support.
+//! A git URL (`https://…`, `file://…`, optionally `#folder/in/repo`) is
+//! fetched with `gix` into a temporary folder first, then imported like a
+//! folder; its `.git` is never installed.
 
 use std::collections::HashSet;
 use std::io::Read as _;
@@ -61,13 +62,16 @@ impl Default for ImportLimits {
 /// Why an import was refused or failed. Nothing is installed in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    /// The source is a git URL.
-    #[error(
-        "`{url}` looks like a git URL: git import comes with plugin support; download the skill and import the folder or .skill file"
-    )]
-    GitUnsupported {
+    /// The git repository could not be fetched.
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    /// The folder after `#` in a git URL is not in the repository.
+    #[error("`{path}` is not a folder in {url}")]
+    NoSuchFolder {
         /// The URL.
         url: String,
+        /// The folder asked for.
+        path: String,
     },
     /// The source does not exist.
     #[error("{path}: no such file or folder")]
@@ -186,10 +190,7 @@ pub struct ImportReport {
 
 /// Whether `s` looks like a git URL rather than a path.
 pub fn is_git_url(s: &str) -> bool {
-    ["https://", "http://", "git@", "ssh://", "git://", "git+"]
-        .iter()
-        .any(|p| s.starts_with(p))
-        || (s.ends_with(".git") && !Path::new(s).exists())
+    crate::git::is_git_url(s)
 }
 
 /// Installs the skill at `source` (a `.skill`/`.zip` file or a folder) into
@@ -213,9 +214,7 @@ pub fn import_with_limits(
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(_) if is_git_url(source) => {
-            return Err(ImportError::GitUnsupported {
-                url: source.to_owned(),
-            });
+            return import_git(source, install_dir, as_name, limits);
         }
         Err(_) => {
             return Err(ImportError::NotFound {
@@ -250,6 +249,52 @@ pub fn import_with_limits(
         (read_archive(&bytes, path, &limits)?, name)
     };
     install(files, &fallback_name, install_dir, as_name)
+}
+
+/// Fetches `source` (`URL` or `URL#folder`) and installs the skill at the
+/// repository's root or in that folder.
+fn import_git(
+    source: &str,
+    install_dir: &Path,
+    as_name: Option<&str>,
+    limits: ImportLimits,
+) -> Result<ImportReport, ImportError> {
+    let (url, sub) = match source.split_once('#') {
+        Some((u, p)) if !p.is_empty() => (u, Some(p)),
+        Some((u, _)) => (u, None),
+        None => (source, None),
+    };
+    let tmp = tempfile::tempdir().map_err(|source| ImportError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let repo = tmp.path().join("repo");
+    crate::git::fetch(url, &crate::git::Revision::Head, &repo)?;
+    let dir = match sub {
+        None => repo.clone(),
+        Some(p) => {
+            let no_folder = || ImportError::NoSuchFolder {
+                url: url.to_owned(),
+                path: p.to_owned(),
+            };
+            let rel = crate::marketplace::lexical_relative(p).ok_or_else(no_folder)?;
+            let dir = repo.join(rel);
+            crate::marketplace::inside_real(&repo, &dir).map_err(|_| no_folder())?;
+            dir
+        }
+    };
+    let files = read_dir_files(&dir, &limits)?;
+    let fallback = match sub {
+        Some(p) => file_name(Path::new(p)),
+        None => url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("skill")
+            .trim_end_matches(".git")
+            .to_owned(),
+    };
+    install(files, &fallback, install_dir, as_name)
 }
 
 /// Installs from zip bytes already in memory (the web UI's upload path, and

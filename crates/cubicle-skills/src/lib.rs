@@ -12,23 +12,36 @@
 //! - the sandbox: for each [`Skill`] in the catalog, mount
 //!   [`Skill::host_dir`] read-only at [`Skill::cubicle_dir`]
 //!   (`/mnt/.skills/<name>`);
-//! - the CLI: [`Preferences`], [`export()`], [`import()`], [`scaffold`].
-//!
-//! Plugins, marketplaces, hooks and MCP come later; plugin skills will be
-//! [`SkillSource::Plugin`] with names `plugin:skill`.
+//! - the CLI: [`Preferences`], [`export()`], [`import()`], [`scaffold`],
+//!   and [`plugin_store::PluginStore`] for `cubicle plugin`;
+//! - sessions, for plugins: [`plugin_store::PluginStore::load_installed`]
+//!   gives each installed [`plugin::Plugin`] with its skills (already in
+//!   [`SkillRoots::from_env`] as `plugin:skill`), commands, agents,
+//!   [`hooks::HookSet`] (run with [`hooks::HookRunner`] through an executor
+//!   that runs inside the cubicle) and [`mcp::McpServerConfig`]s (connected
+//!   with [`mcp::RmcpClient`], offered as [`mcp::McpTool`]s).
 
 pub mod catalog;
 pub mod discover;
 pub mod export;
 pub mod frontmatter;
+pub mod git;
+pub mod hooks;
 pub mod import;
+pub mod in_cubicle;
+pub mod marketplace;
+pub mod mcp;
+pub mod plugin;
+pub mod plugin_store;
 pub mod prefs;
 pub mod scan;
 pub mod skill;
 pub mod tool;
 
 pub use catalog::{Catalog, estimate_tokens};
-pub use discover::{Discovery, Notice, ProjectFolder, SkillIndex, SkillRoots, discover};
+pub use discover::{
+    Discovery, Notice, PluginSkills, ProjectFolder, SkillIndex, SkillRoots, discover,
+};
 pub use export::{ExportError, ExportReport, export, scan_skill};
 pub use frontmatter::{Diagnostic, Frontmatter, FrontmatterError};
 pub use import::{ImportError, ImportLimits, ImportReport, import, import_with_limits};

@@ -4,7 +4,8 @@
 //! A skill folder is portable; the way one person uses it is not. So
 //! preferences live apart from the skill, in
 //! `~/.config/cubicle/preferences/<name>.toml` (a flat TOML table of
-//! key/value pairs), are handed to the model when the skill activates, and
+//! key/value pairs) and, for what does not fit a key and a value (a
+//! signature, a house style), `<name>.md` in free Markdown; both are handed to the model when the skill activates, and
 //! are never inside the folder that `export` packs. The file is written with
 //! mode 0600 on Unix, replaced atomically.
 
@@ -48,7 +49,11 @@ pub enum PrefsError {
 pub struct Preferences {
     path: PathBuf,
     values: toml::Table,
+    notes: Option<String>,
 }
+
+/// Most bytes of a preferences Markdown file given to the model.
+pub const MAX_NOTES_BYTES: usize = 64 * 1024;
 
 /// The preferences folder under Cubicle's config folder.
 pub fn prefs_dir(config_dir: &Path) -> PathBuf {
@@ -81,7 +86,42 @@ impl Preferences {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
             Err(source) => return Err(PrefsError::Io { path, source }),
         };
-        Ok(Self { path, values })
+        let notes_path = path.with_extension("md");
+        let notes = match std::fs::read(&notes_path) {
+            Ok(bytes) => {
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                if text.len() > MAX_NOTES_BYTES {
+                    let mut cut = MAX_NOTES_BYTES;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text.truncate(cut);
+                }
+                Some(text).filter(|t| !t.trim().is_empty())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(PrefsError::Io {
+                    path: notes_path,
+                    source,
+                });
+            }
+        };
+        Ok(Self {
+            path,
+            values,
+            notes,
+        })
+    }
+
+    /// The Markdown file for free-form preferences (`<name>.md`).
+    pub fn notes_path(&self) -> PathBuf {
+        self.path.with_extension("md")
+    }
+
+    /// The free-form preferences, if the Markdown file has any.
+    pub fn notes(&self) -> Option<&str> {
+        self.notes.as_deref()
     }
 
     /// The file they are kept in.
@@ -91,7 +131,7 @@ impl Preferences {
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.values.is_empty() && self.notes.is_none()
     }
 
     /// The value of `key`, as text.
@@ -132,7 +172,7 @@ impl Preferences {
     /// The section appended to a skill's instructions when it activates;
     /// `None` when there are no preferences.
     pub fn render_for_model(&self, skill: &str) -> Option<String> {
-        if self.values.is_empty() {
+        if self.is_empty() {
             return None;
         }
         let mut out = format!(
@@ -141,6 +181,10 @@ impl Preferences {
         );
         for (k, v) in self.entries() {
             out.push_str(&format!("{k}: {v}\n"));
+        }
+        if let Some(notes) = &self.notes {
+            out.push_str(notes.trim_end());
+            out.push('\n');
         }
         out.push_str("</user_preferences>\n");
         Some(out)

@@ -151,6 +151,11 @@ pub fn render_activation(
         out.push('\n');
     }
     out.push_str("</skill>\n");
+    let notes = activation_notes(skill);
+    if !notes.is_empty() {
+        out.push('\n');
+        out.push_str(&notes);
+    }
     let files = skill.bundled_files(MAX_LISTED_FILES + 1);
     if !files.is_empty() {
         out.push_str(&format!(
@@ -166,6 +171,31 @@ pub fn render_activation(
     if let Some(section) = prefs.and_then(|p| p.render_for_model(&skill.name)) {
         out.push('\n');
         out.push_str(&section);
+    }
+    out
+}
+
+/// What the frontmatter asks of the session (`allowed-tools`, `model`,
+/// `context`), said to the model. The permission gate, not this text, decides
+/// what runs: the person's rules still apply to every tool.
+pub fn activation_notes(skill: &Skill) -> String {
+    let fm = &skill.frontmatter;
+    let mut out = String::new();
+    if !fm.allowed_tools.is_empty() {
+        out.push_str(&format!(
+            "Tools this skill expects to use: {} (the person's permission rules still apply).\n",
+            fm.allowed_tools.join(", ")
+        ));
+    }
+    if let Some(model) = &fm.model {
+        out.push_str(&format!(
+            "This skill asks for model `{model}`; the session's model stays unless the person switches it.\n"
+        ));
+    }
+    if fm.context.as_deref() == Some("fork") {
+        out.push_str(
+            "This skill is meant to run in its own context (context: fork): if a sub-agent tool is available, hand the task to a sub-agent with these instructions.\n",
+        );
     }
     out
 }

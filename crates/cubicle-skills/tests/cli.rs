@@ -26,6 +26,7 @@ fn env(root: &Path) -> SkillEnv {
             managed: vec![root.join("etc/skills")],
             user: vec![root.join("config/skills")],
             projects: Vec::new(),
+            plugins: Vec::new(),
         },
         prefs_dir: root.join("config/preferences"),
     }

@@ -44,6 +44,7 @@ fn roots(d: &Dirs, trusted: bool) -> SkillRoots {
             path: d.project.clone(),
             trusted,
         }],
+        plugins: Vec::new(),
     }
 }
 

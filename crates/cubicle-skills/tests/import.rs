@@ -1,7 +1,7 @@
 //! Import: round trips, name clashes, `--as`, and hostile archives, each
 //! checked to leave nothing behind, inside or outside the install folder.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -109,19 +109,72 @@ fn folder_import_and_name_clash_and_as() {
 }
 
 #[test]
-fn git_urls_are_not_yet_supported() {
+fn imports_from_a_git_repository() {
+    let git_ok = std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !git_ok {
+        println!(
+            "skipped: the `git` program is needed to make a test repository (apt-get install git)"
+        );
+        return;
+    }
     let sb = Sandbox::new();
+    let repo = sb.root().join("skills-repo");
+    common::write_skill(
+        &repo.join("skills"),
+        "sorter",
+        "name: sorter\ndescription: Sorts lists.\n",
+        "Sort.\n",
+    );
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@example.com",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "skills"]);
+    let url = format!("file://{}", repo.display());
+
+    // The repository's root has no SKILL.md: a clear error.
+    let err = import(&url, &sb.install_dir(), None).unwrap_err();
+    assert!(matches!(err, ImportError::NoSkillFile), "{err}");
+    let err = import(&format!("{url}#../etc"), &sb.install_dir(), None).unwrap_err();
+    assert!(matches!(err, ImportError::NoSuchFolder { .. }), "{err}");
+
+    let report = import(
+        &format!("{url}#skills/sorter"),
+        &sb.install_dir(),
+        Some("list-sorter"),
+    )
+    .unwrap();
+    assert_eq!(report.name, "list-sorter");
+    assert_eq!(tree(&report.dir), ["SKILL.md"], "no .git is installed");
+
     let err = import(
-        "https://github.com/acme/skills.git",
+        &format!("file://{}/missing", sb.root().display()),
         &sb.install_dir(),
         None,
     )
     .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("git import comes with plugin support"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("cannot fetch"), "{err}");
     let err = import("/no/such/thing.skill", &sb.install_dir(), None).unwrap_err();
     assert!(matches!(err, ImportError::NotFound { .. }));
 }
