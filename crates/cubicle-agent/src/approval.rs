@@ -6,6 +6,7 @@ use cubicle_tools::ToolOutput;
 use serde_json::Value;
 
 use crate::gate::GateDecision;
+use crate::hooks::HookPermission;
 use crate::session::{Shared, lock};
 
 /// Decides whether a call may run; `Err` carries the tool result to return
@@ -17,6 +18,7 @@ pub(crate) async fn check(
     tool: &str,
     input: &Value,
     summary: &str,
+    hook: Option<HookPermission>,
 ) -> Result<(), ToolOutput> {
     let decide_as = |allowed: bool, asked: bool, reason: String| {
         shared.audit(cubicle_audit::RecordKind::ToolCall {
@@ -41,7 +43,7 @@ pub(crate) async fn check(
         );
     };
     let decide = |allowed: bool, reason: String| decide_as(allowed, false, reason);
-    match shared.gate.check(tool, input) {
+    match tighten(shared.gate.check(tool, input), hook) {
         GateDecision::Allow { reason } => {
             decide(true, reason);
             Ok(())
@@ -123,5 +125,21 @@ pub(crate) async fn check(
                 }
             }
         }
+    }
+}
+
+/// The gate's decision made at least as strict as a hook's: a hook may turn
+/// an allow into an ask (deny is handled before the gate), never loosen it.
+fn tighten(decision: GateDecision, hook: Option<HookPermission>) -> GateDecision {
+    match (decision, hook) {
+        (GateDecision::Allow { .. }, Some(HookPermission::Ask)) => GateDecision::Ask {
+            reason: "a plugin hook asks for the person's confirmation".to_owned(),
+        },
+        (GateDecision::Allow { .. } | GateDecision::Ask { .. }, Some(HookPermission::Deny)) => {
+            GateDecision::Deny {
+                reason: "denied by a plugin hook".to_owned(),
+            }
+        }
+        (d, _) => d,
     }
 }

@@ -10,6 +10,7 @@
 mod approval;
 mod builtin;
 pub mod gate;
+pub mod hooks;
 pub mod prompt;
 mod runner;
 pub mod session;
@@ -18,6 +19,7 @@ pub mod transcript;
 
 pub use builtin::format_answers;
 pub use gate::{AllowAll, GateDecision, PermissionGate, PolicyGate};
-pub use session::{SessionConfig, SessionHandle, SessionParams, spawn};
+pub use hooks::{HookPermission, HookPoint, HookVerdict, SessionHooks};
+pub use session::{Delegate, SessionConfig, SessionHandle, SessionParams, spawn};
 pub use store::{SessionSummary, Store, StoreError};
 pub use transcript::{Transcript, TranscriptError, TranscriptWriter};

@@ -12,20 +12,25 @@ use cubicle_protocol::conversation::{ContentBlock, Message, StopReason, ToolSpec
 use cubicle_protocol::events::{Event, NoticeLevel, TurnEndReason};
 use cubicle_protocol::transcript::Record;
 use cubicle_tools::output::truncate_middle;
-use cubicle_tools::session::{ask_user_spec, task_spec, todo_write_spec};
+use cubicle_tools::session::{ask_user_spec, delegate_spec, task_spec, todo_write_spec};
 use cubicle_tools::{Tool, ToolContext, ToolOutput};
 use futures::future::join_all;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::hooks::{HookPermission, HookPoint};
 use crate::prompt;
-use crate::session::{Shared, lock};
+use crate::session::{Delegate, Shared, lock};
 use crate::transcript::{compaction_message, push_user};
 
 /// Hard cap on the text of one tool result, whatever the tool (a safety net
 /// under each tool's own, tighter limit).
 const MAX_TOOL_RESULT_CHARS: usize = 40_000;
+
+/// Most times Stop hooks may make one turn go on, so that a hook that
+/// always blocks cannot keep the agent running forever.
+const MAX_STOP_CONTINUATIONS: u32 = 3;
 
 /// Which session-level tools an agent has.
 #[derive(Debug, Clone, Copy)]
@@ -35,9 +40,20 @@ struct SessionTools {
     task: bool,
 }
 
-/// The specs of `tools` plus the session tools an agent has.
-fn build_specs(tools: &[Arc<dyn Tool>], session: SessionTools) -> Vec<ToolSpec> {
+/// The specs of `tools` plus the session tools and delegates an agent has.
+fn build_specs(
+    tools: &[Arc<dyn Tool>],
+    session: SessionTools,
+    delegates: &[Delegate],
+) -> Vec<ToolSpec> {
     let mut specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec()).collect();
+    if session.task {
+        specs.extend(
+            delegates
+                .iter()
+                .map(|d| delegate_spec(&d.name, &d.description)),
+        );
+    }
     if session.todo {
         specs.push(todo_write_spec());
     }
@@ -66,6 +82,10 @@ pub(crate) struct Agent {
     turns: u32,
     /// Prompt size of the last call, for deciding when to compact.
     last_prompt_tokens: u64,
+    /// Hook context waiting to go out with the next user message.
+    pending_context: Vec<String>,
+    /// How often Stop hooks made this turn go on.
+    stop_continuations: u32,
 }
 
 impl Agent {
@@ -86,7 +106,7 @@ impl Agent {
         };
         Self {
             id: None,
-            specs: build_specs(&tools, session_tools),
+            specs: build_specs(&tools, session_tools, &shared.config.delegates),
             tools,
             session_tools,
             history: Arc::new(history),
@@ -94,12 +114,13 @@ impl Agent {
             max_turns: None,
             turns: 0,
             last_prompt_tokens: 0,
+            pending_context: Vec::new(),
+            stop_continuations: 0,
             shared,
         }
     }
 
-    fn sub(shared: Arc<Shared>, id: String, tools: Vec<Arc<dyn Tool>>) -> Self {
-        let system = prompt::subagent_prompt(shared.computer.info());
+    fn sub(shared: Arc<Shared>, id: String, tools: Vec<Arc<dyn Tool>>, system: String) -> Self {
         let max_turns = Some(shared.config.subagent_max_turns);
         let session_tools = SessionTools {
             todo: false,
@@ -108,7 +129,7 @@ impl Agent {
         };
         Self {
             id: Some(id),
-            specs: build_specs(&tools, session_tools),
+            specs: build_specs(&tools, session_tools, &[]),
             tools,
             session_tools,
             history: Arc::default(),
@@ -116,8 +137,20 @@ impl Agent {
             max_turns,
             turns: 0,
             last_prompt_tokens: 0,
+            pending_context: Vec::new(),
+            stop_continuations: 0,
             shared,
         }
+    }
+
+    /// Whether the conversation has anything in it (a resumed session).
+    pub fn has_history(&self) -> bool {
+        !self.history.is_empty()
+    }
+
+    /// Keeps hook context to send with the next user message.
+    pub fn add_context(&mut self, context: Vec<String>) {
+        self.pending_context.extend(context);
     }
 
     fn agent(&self) -> Option<&str> {
@@ -142,8 +175,22 @@ impl Agent {
         user_text: Option<String>,
         cancel: &CancellationToken,
     ) -> TurnEndReason {
+        self.stop_continuations = 0;
         if let Some(text) = user_text {
-            let message = Message::user_text(text);
+            if self.id.is_none() {
+                let verdict = self
+                    .shared
+                    .hooks(None, HookPoint::UserPromptSubmit { prompt: &text })
+                    .await;
+                if let Some(reason) = verdict.blocked {
+                    return self.fail(format!("a hook blocked the prompt: {reason}"));
+                }
+                self.pending_context.extend(verdict.additional_context);
+            }
+            let mut message = Message::user_text(text);
+            message
+                .content
+                .extend(self.pending_context.drain(..).map(hook_context_block));
             self.record(Record::UserMessage {
                 message: message.clone(),
             });
@@ -406,16 +453,21 @@ impl Agent {
             .collect();
         Arc::make_mut(&mut self.history).push(resp.message);
         if calls.is_empty() {
-            return match resp.stop_reason {
-                StopReason::PauseTurn => None,
+            match resp.stop_reason {
+                StopReason::PauseTurn => return None,
                 StopReason::MaxTokens => {
                     self.emit(Event::Notice {
                         level: NoticeLevel::Warning,
                         message: "the model's answer was cut off at its output limit".into(),
                     });
-                    Some(TurnEndReason::Done)
                 }
-                _ => Some(TurnEndReason::Done),
+                _ => {}
+            }
+            let go_on = self.stop_hooks().await;
+            return if go_on {
+                None
+            } else {
+                Some(TurnEndReason::Done)
             };
         }
         let results: Arc<Mutex<HashMap<String, ToolOutput>>> = Arc::default();
@@ -465,6 +517,41 @@ impl Agent {
         None
     }
 
+    /// Runs the Stop (or SubagentStop) hooks as the agent is about to end its
+    /// turn; returns whether one blocked, in which case its reason has gone
+    /// to the model as a user message and the loop goes on.
+    async fn stop_hooks(&mut self) -> bool {
+        let stop_hook_active = self.stop_continuations > 0;
+        let point = match self.id {
+            None => HookPoint::Stop { stop_hook_active },
+            Some(_) => HookPoint::SubagentStop { stop_hook_active },
+        };
+        let verdict = self.shared.hooks(self.agent(), point).await;
+        let Some(reason) = verdict.blocked else {
+            return false;
+        };
+        if self.stop_continuations >= MAX_STOP_CONTINUATIONS {
+            self.emit(Event::Notice {
+                level: NoticeLevel::Warning,
+                message: format!(
+                    "a hook blocked stopping again ({reason}); the agent stops anyway after going on {MAX_STOP_CONTINUATIONS} times"
+                ),
+            });
+            return false;
+        }
+        self.stop_continuations += 1;
+        self.emit(Event::Notice {
+            level: NoticeLevel::Info,
+            message: format!("a hook asked the agent to go on: {reason}"),
+        });
+        let message = Message::user_text(format!("A hook stopped you from ending here: {reason}"));
+        self.record(Record::UserMessage {
+            message: message.clone(),
+        });
+        push_user(Arc::make_mut(&mut self.history), message.content);
+        true
+    }
+
     /// Runs one tool call through the gate and records its result.
     async fn run_call(
         &self,
@@ -475,9 +562,17 @@ impl Agent {
     ) -> ToolOutput {
         let started = Instant::now();
         let tool = self.tools.iter().find(|t| t.name() == name).cloned();
-        let summary = match &tool {
-            Some(t) => t.summary(input),
-            None => session_tool_summary(name, input),
+        let summary = match (&tool, self.delegate(name)) {
+            (Some(t), _) => t.summary(input),
+            (None, Some(d)) => format!(
+                "{} sub-agent: {}",
+                d.name,
+                input
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("task")
+            ),
+            (None, None) => session_tool_summary(name, input),
         };
         self.emit(Event::ToolCallStarted {
             call_id: id.to_owned(),
@@ -520,7 +615,9 @@ impl Agent {
         summary: &str,
         cancel: &CancellationToken,
     ) -> ToolOutput {
+        let delegate = self.delegate(name);
         let known = tool.is_some()
+            || delegate.is_some()
             || (self.session_tools.todo && name == "todo_write")
             || (self.session_tools.ask && name == "ask_user")
             || (self.session_tools.task && name == "task");
@@ -541,22 +638,85 @@ impl Agent {
                 cubicle_tools::output::clip(&raw, 300)
             ));
         }
-        if let Err(denied) =
-            crate::approval::check(&self.shared, self.agent(), id, name, input, summary).await
+        let pre = self
+            .shared
+            .hooks(
+                self.agent(),
+                HookPoint::PreToolUse {
+                    tool: name,
+                    input,
+                    call_id: id,
+                },
+            )
+            .await;
+        let blocked = pre.blocked.clone().or_else(|| {
+            (pre.permission == Some(HookPermission::Deny)).then(|| "denied by a hook".to_owned())
+        });
+        if let Some(reason) = blocked {
+            self.record(Record::Decision {
+                call_id: id.to_owned(),
+                tool: name.to_owned(),
+                allowed: false,
+                reason: format!("blocked by a hook: {reason}"),
+            });
+            return ToolOutput::error(format!("blocked by a hook: {reason}"));
+        }
+        let input = match &pre.updated_input {
+            Some(changed) if changed.is_object() => changed,
+            Some(_) | None => input,
+        };
+        if let Err(denied) = crate::approval::check(
+            &self.shared,
+            self.agent(),
+            id,
+            name,
+            input,
+            summary,
+            pre.permission,
+        )
+        .await
         {
             return denied;
         }
-        match name {
+        let mut out = match name {
             "todo_write" if self.session_tools.todo => crate::builtin::todo_write(self, input),
             "ask_user" if self.session_tools.ask => {
                 crate::builtin::ask_user(&self.shared, self.agent(), input, cancel).await
             }
             "task" if self.session_tools.task => self.run_task(input, cancel).await,
+            _ if delegate.is_some() => match delegate {
+                Some(d) => self.run_delegate(d, input, cancel).await,
+                None => ToolOutput::error(format!("there is no tool named `{name}`")),
+            },
             _ => match tool {
                 Some(tool) => self.run_tool(tool, id, input, cancel).await,
                 None => ToolOutput::error(format!("there is no tool named `{name}`")),
             },
-        }
+        };
+        let post = self
+            .shared
+            .hooks(
+                self.agent(),
+                HookPoint::PostToolUse {
+                    tool: name,
+                    input,
+                    call_id: id,
+                    response: &out.text_summary(),
+                    is_error: out.is_error,
+                },
+            )
+            .await;
+        out.content.extend(
+            post.blocked
+                .into_iter()
+                .chain(post.additional_context)
+                .map(|text| {
+                    cubicle_protocol::conversation::ToolResultContent::text(format!(
+                        "Context from a hook: {text}"
+                    ))
+                }),
+        );
+        out
     }
 
     async fn run_tool(
@@ -627,10 +787,56 @@ impl Agent {
                 picked
             }
         };
+        let system = prompt::subagent_prompt(self.shared.computer.info());
+        self.run_subagent("task", tools, system, args.prompt, cancel)
+            .await
+    }
+
+    /// The delegate `d` (one of the session's [`Delegate`]s) called as a
+    /// tool: runs it to completion with only its own tools.
+    async fn run_delegate(
+        &self,
+        d: &Delegate,
+        input: &Value,
+        cancel: &CancellationToken,
+    ) -> ToolOutput {
+        let args: cubicle_tools::session::DelegateInput =
+            match cubicle_tools::parse_input(&d.name, input) {
+                Ok(a) => a,
+                Err(e) => return e,
+            };
+        self.run_subagent(
+            &d.name,
+            d.tools.clone(),
+            d.system_prompt.clone(),
+            args.prompt,
+            cancel,
+        )
+        .await
+    }
+
+    /// The main agent's delegate called `name`, if it has one.
+    fn delegate(&self, name: &str) -> Option<&Delegate> {
+        if !self.session_tools.task {
+            return None;
+        }
+        self.shared.config.delegates.iter().find(|d| d.name == name)
+    }
+
+    /// Runs a sub-agent (`kind`: `task` or a delegate's name) to completion
+    /// in the same cubicle and turns its last words into a tool result.
+    async fn run_subagent(
+        &self,
+        kind: &str,
+        tools: Vec<Arc<dyn Tool>>,
+        system: String,
+        prompt: String,
+        cancel: &CancellationToken,
+    ) -> ToolOutput {
         let n = self.shared.subagents.fetch_add(1, Ordering::Relaxed) + 1;
-        let sub_id = format!("task-{n}");
-        let mut sub = Agent::sub(self.shared.clone(), sub_id.clone(), tools);
-        let reason = Box::pin(sub.run_turn(Some(args.prompt), cancel)).await;
+        let sub_id = format!("{kind}-{n}");
+        let mut sub = Agent::sub(self.shared.clone(), sub_id.clone(), tools, system);
+        let reason = Box::pin(sub.run_turn(Some(prompt), cancel)).await;
         let report = sub
             .history
             .iter()
@@ -659,6 +865,15 @@ impl Agent {
     /// it did.
     async fn compact(&mut self, cancel: &CancellationToken) -> bool {
         let tokens_before = self.last_prompt_tokens;
+        let pre = self
+            .shared
+            .hooks(self.agent(), HookPoint::PreCompact { trigger: "auto" })
+            .await;
+        let mut instruction = COMPACT_INSTRUCTION.to_owned();
+        for extra in pre.additional_context {
+            instruction.push_str("\n\n");
+            instruction.push_str(&extra);
+        }
         self.emit(Event::Notice {
             level: NoticeLevel::Info,
             message: "the conversation is near the model's context limit; summarising it".into(),
@@ -666,9 +881,7 @@ impl Agent {
         let mut messages = (*self.history).clone();
         push_user(
             &mut messages,
-            vec![ContentBlock::Text {
-                text: COMPACT_INSTRUCTION.to_owned(),
-            }],
+            vec![ContentBlock::Text { text: instruction }],
         );
         let req = ModelRequest {
             system: self.system.clone(),
@@ -729,6 +942,14 @@ fn session_tool_summary(name: &str, input: &Value) -> String {
                 .unwrap_or("task")
         ),
         other => other.to_owned(),
+    }
+}
+
+/// Hook context as a block of a user message, marked so the model can tell
+/// it from what the person wrote.
+fn hook_context_block(text: String) -> ContentBlock {
+    ContentBlock::Text {
+        text: format!("<hook-context>\n{text}\n</hook-context>"),
     }
 }
 

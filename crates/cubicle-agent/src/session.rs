@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::gate::PermissionGate;
+use crate::hooks::{HookPoint, HookVerdict, SessionHooks};
 use crate::runner::Agent;
 use crate::transcript::TranscriptWriter;
 
@@ -50,6 +51,39 @@ pub struct SessionConfig {
     pub system_prompt: Option<String>,
     /// Appended to the system prompt, e.g. the skill catalog.
     pub prompt_appendix: Option<String>,
+    /// Specialised sub-agents the main agent can hand work to by name.
+    pub delegates: Vec<Delegate>,
+    /// Hooks run at the session's moments (plugins' command hooks).
+    pub hooks: Option<Arc<dyn SessionHooks>>,
+}
+
+/// A specialised sub-agent the main agent hands work to by calling it as a
+/// tool (e.g. `browser`): it gets a fresh context, its own system prompt and
+/// only its own tools, runs to completion and returns its report as the
+/// tool's result. Its events and records carry its own agent id, so the
+/// transcript holds both sides.
+#[derive(Clone)]
+pub struct Delegate {
+    /// The tool name the main agent calls, e.g. `browser`.
+    pub name: String,
+    /// What the main agent is told the delegate is for.
+    pub description: String,
+    /// The delegate's system prompt.
+    pub system_prompt: String,
+    /// Its tools, and nothing else.
+    pub tools: Vec<Arc<dyn Tool>>,
+}
+
+impl std::fmt::Debug for Delegate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delegate")
+            .field("name", &self.name)
+            .field(
+                "tools",
+                &self.tools.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SessionConfig {
@@ -68,6 +102,8 @@ impl Default for SessionConfig {
                 .to_owned(),
             system_prompt: None,
             prompt_appendix: None,
+            delegates: Vec::new(),
+            hooks: None,
         }
     }
 }
@@ -169,6 +205,42 @@ impl Shared {
         }
     }
 
+    /// Runs the session's hooks for `point`, if it has any. What they tell
+    /// the person is shown; their failures are shown and recorded, and never
+    /// stop the session.
+    pub async fn hooks(&self, agent: Option<&str>, point: HookPoint<'_>) -> HookVerdict {
+        let Some(hooks) = &self.config.hooks else {
+            return HookVerdict::default();
+        };
+        let verdict = hooks.run(agent, point).await;
+        for m in &verdict.messages {
+            self.emit(
+                agent,
+                Event::Notice {
+                    level: NoticeLevel::Info,
+                    message: m.clone(),
+                },
+            );
+        }
+        for e in &verdict.errors {
+            tracing::warn!("hook: {e}");
+            self.record(
+                agent,
+                Record::Error {
+                    message: format!("hook: {e}"),
+                },
+            );
+            self.emit(
+                agent,
+                Event::Notice {
+                    level: NoticeLevel::Warning,
+                    message: e.clone(),
+                },
+            );
+        }
+        verdict
+    }
+
     /// Registers a pending question and returns where its answer arrives.
     pub fn wait_answer(&self, id: &str) -> oneshot::Receiver<Vec<Answer>> {
         let (tx, rx) = oneshot::channel();
@@ -261,6 +333,13 @@ async fn run_session(
             grants: info.grants.clone(),
         },
     );
+    let source = if agent.has_history() {
+        "resume"
+    } else {
+        "startup"
+    };
+    let start = shared.hooks(None, HookPoint::SessionStart { source }).await;
+    agent.add_context(start.additional_context);
     while let Some(text) = user_rx.recv().await {
         let cancel = CancellationToken::new();
         *lock(&shared.turn_cancel) = Some(cancel.clone());
@@ -274,6 +353,9 @@ async fn run_session(
             },
         );
     }
+    shared
+        .hooks(None, HookPoint::SessionEnd { reason: "other" })
+        .await;
     shared.emit(None, Event::SessionEnded);
     shared.usage()
 }

@@ -648,6 +648,76 @@ async fn sub_agents_get_their_own_context_and_are_recorded() {
     h.shutdown().await;
 }
 
+/// A delegate (the browser sub-agent's shape): the main agent sees it as a
+/// tool; the sub-agent gets the delegate's own system prompt and only its
+/// tools, and the main agent only its report.
+#[tokio::test]
+async fn delegates_run_with_their_own_prompt_and_tools() {
+    let model = Arc::new(ScriptedModel::from_fn(|req, _| {
+        Ok(match (req.agent.as_deref(), req.messages.len()) {
+            (None, 1) => ScriptedModel::tool_use_response(
+                "d",
+                "reader",
+                json!({"description": "read the note", "prompt": "What does note.txt say?"}),
+            ),
+            (Some("reader-1"), 1) => ScriptedModel::tool_use_response(
+                "r",
+                "read",
+                json!({"path": "/workspace/note.txt"}),
+            ),
+            (Some("reader-1"), _) => ScriptedModel::text_response("It says: hello."),
+            (None, _) => ScriptedModel::text_response("The note says hello."),
+            (Some(other), _) => panic!("unexpected agent {other}"),
+        })
+    }));
+    let read: Arc<dyn cubicle_tools::Tool> = Arc::new(cubicle_tools::read::Read);
+    let config = SessionConfig {
+        delegates: vec![cubicle_agent::Delegate {
+            name: "reader".into(),
+            description: "Hand reading work to a reader.".into(),
+            system_prompt: "You are a reader.".into(),
+            tools: vec![read],
+        }],
+        ..SessionConfig::default()
+    };
+    let mut h = start_with(
+        model.clone(),
+        config,
+        Arc::new(cubicle_agent::AllowAll),
+        vec![],
+    )
+    .await;
+    std::fs::write(h.workspace.join("note.txt"), "hello\n").unwrap();
+    let (events, reason) = h.turn("read it").await;
+    assert_eq!(reason, TurnEndReason::Done);
+    assert_eq!(
+        results_seen(&model)["d"],
+        ("It says: hello.".to_owned(), false)
+    );
+    let requests = model.requests();
+    let main = requests.iter().find(|r| r.agent.is_none()).unwrap();
+    let reader = main.tools.iter().find(|t| t.name == "reader").unwrap();
+    assert_eq!(reader.description, "Hand reading work to a reader.");
+    let sub = requests
+        .iter()
+        .find(|r| r.agent.as_deref() == Some("reader-1"))
+        .unwrap();
+    assert_eq!(sub.system, "You are a reader.");
+    assert_eq!(sub.messages[0].text(), "What does note.txt say?");
+    let names: Vec<_> = sub.tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["read"]);
+    assert!(events.iter().any(|e| matches!(&e.event,
+        cubicle_protocol::events::Event::ToolCallStarted { summary, .. }
+            if summary == "reader sub-agent: read the note")));
+    let t = Transcript::load(&h.transcript).unwrap();
+    assert!(
+        t.entries
+            .iter()
+            .any(|e| e.agent.as_deref() == Some("reader-1"))
+    );
+    h.shutdown().await;
+}
+
 struct AskForBash;
 impl PermissionGate for AskForBash {
     fn check(&self, tool: &str, _input: &Value) -> GateDecision {

@@ -25,8 +25,12 @@ pub struct BackendOptions {
     pub egress: Option<Arc<dyn EgressConnector>>,
     /// Variables added to every command's environment.
     pub env: BTreeMap<String, String>,
-    /// Skill folders to show read-only at `/mnt/.skills/<name>`.
+    /// Skill folders to show read-only, each at `/mnt/.skills/<path>` where
+    /// `<path>` is the skill's [`cubicle_skills::Skill::cubicle_dir`] below
+    /// `/mnt/.skills` (a plugin skill's is two levels deep: `plugin/skill`).
     pub skills: Vec<(String, PathBuf)>,
+    /// Installed plugins' folders to show read-only at `/mnt/.plugins/<name>`.
+    pub plugins: Vec<(String, PathBuf)>,
 }
 
 /// Resolves a backend name; `auto` becomes the best isolated backend here.
@@ -78,6 +82,22 @@ fn jail_launcher() -> Result<(PathBuf, Vec<String>)> {
     }
 }
 
+/// The root the jail builds on: the `office` image's root file system when
+/// one is built (it carries Python, Node and the office tool-chain, so the
+/// host needs none of them), else the host's system directories. A
+/// `minimal` image is not used: most hosts have more than it does.
+fn jail_rootfs() -> Option<PathBuf> {
+    let cache = cubicle_image::default_cache_dir().ok()?;
+    let image = cubicle_image::find_latest(&cache, cubicle_image::Profile::Office).ok()?;
+    let rootfs = image.rootfs();
+    if rootfs.is_dir() {
+        tracing::info!("jail root: the office image {}", image.manifest.id);
+        Some(rootfs)
+    } else {
+        None
+    }
+}
+
 /// Starts a computer.
 pub async fn start(
     backend: &str,
@@ -94,12 +114,13 @@ pub async fn start(
                 guest: guest_program()?,
                 launcher,
                 launcher_args,
-                rootfs: None,
+                rootfs: jail_rootfs(),
                 limits: Limits::default(),
                 env: options.env.clone(),
                 dangerously_allow_no_landlock: options.dangerously_allow_no_landlock,
                 egress: options.egress.clone(),
                 skills: options.skills.clone(),
+                plugins: options.plugins.clone(),
             })
             .await?;
             Ok(Arc::new(computer))

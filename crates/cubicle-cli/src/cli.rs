@@ -35,6 +35,9 @@ pub enum Command {
     /// Measure Cubicle against a peer in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Debug Cubicle's browser: print a page's snapshot.
+    #[command(subcommand)]
+    Browser(crate::browser_cmd::BrowserCommand),
     /// Show and check the effective policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -48,9 +51,15 @@ pub enum Command {
     Image(crate::image_cmd::ImageCommand),
     /// The local server and web UI (the app most people use).
     Serve(crate::serve_cmd::ServeArgs),
+    /// Pair a phone or another computer with `cubicle serve` (QR code and a
+    /// one-time code); list or revoke paired devices.
+    Pair(crate::pair_cmd::PairArgs),
     /// Skills: list, show, create, validate, private preferences, export and import.
     #[command(subcommand)]
     Skill(crate::skill_cmd::SkillCommand),
+    /// Claude Code plugins: add marketplaces, install, update and remove plugins.
+    #[command(subcommand)]
+    Plugin(crate::plugin_cmd::PluginCommand),
     /// Store secrets that credential rules refer to as keyring:NAME.
     #[command(subcommand)]
     Secret(SecretCommand),

@@ -64,13 +64,61 @@ pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
 pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
     let store = store()?;
     let id = store.resolve(&args.id)?;
-    let path = store.transcript_path(&id);
-    let transcript = Transcript::load(&path)?;
+    let transcript = Transcript::load(&store.transcript_path(&id))?;
     for w in &transcript.warnings {
         eprintln!("cubicle: warning: {w}");
     }
+    let unfinished = transcript
+        .history()
+        .last()
+        .is_some_and(|m| m.role == Role::User);
+    let first = match (&args.message, unfinished) {
+        (Some(text), _) => Some(Op::UserMessage { text: text.clone() }),
+        (None, true) => Some(Op::Continue),
+        (None, false) if args.chat => None,
+        (None, false) => bail!(
+            "session {id} finished its last turn; give a message to continue it: cubicle resume {id} \"…\""
+        ),
+    };
+    let started = reopen(
+        store,
+        id,
+        transcript,
+        ProviderSpec {
+            provider: args.provider.clone(),
+            model: args.model.clone(),
+            base_url: args.base_url.clone(),
+            api_key: None,
+            replay: None,
+        },
+        !args.no_input,
+    )
+    .await?;
+    let outcome = drive(started.handle, first, args.chat, args.json).await;
+    finish(
+        &*started.computer,
+        &started.store,
+        &started.id,
+        &started.audit,
+        &outcome,
+    )
+    .await;
+    outcome.map(|o| o.code)
+}
+
+/// Brings session `id` back from its `transcript`: its grants, backend and
+/// history, with the policy in force now and the model of `spec` (the
+/// transcript's own where `spec` names none). Sends it nothing.
+async fn reopen(
+    store: Store,
+    id: String,
+    transcript: Transcript,
+    spec: ProviderSpec,
+    interactive: bool,
+) -> Result<Started> {
+    let path = store.transcript_path(&id);
     let header = &transcript.header;
-    let (provider, model) = match (&args.provider, &args.model) {
+    let (provider, model) = match (&spec.provider, &spec.model) {
         (None, None) => match header.model.split_once(':') {
             Some((p, m)) => (Some(p.to_owned()), Some(m.to_owned())),
             None => (None, Some(header.model.clone())),
@@ -80,9 +128,7 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
     let model = model_client(&ProviderSpec {
         provider,
         model,
-        base_url: args.base_url.clone(),
-        api_key: None,
-        replay: None,
+        ..spec
     })?;
     let grants = header
         .grants
@@ -97,16 +143,6 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
             Ok(grant)
         })
         .collect::<Result<Vec<_>>>()?;
-    let history = transcript.history();
-    let unfinished = history.last().is_some_and(|m| m.role == Role::User);
-    let first = match (&args.message, unfinished) {
-        (Some(text), _) => Some(Op::UserMessage { text: text.clone() }),
-        (None, true) => Some(Op::Continue),
-        (None, false) if args.chat => None,
-        (None, false) => bail!(
-            "session {id} finished its last turn; give a message to continue it: cubicle resume {id} \"…\""
-        ),
-    };
     // The policy in force now applies, not the one the session started under.
     let policy = Arc::new(safety::load_policy(
         &PolicyArgs {
@@ -119,7 +155,11 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
     let audit = safety::open_audit(store.root())?;
     safety::audit_policy(&audit, &id, &policy)?;
     let egress = safety::egress(&policy, &id, audit.clone())?;
+    // Whether the person trusted the folders is not recorded: their
+    // `.mcp.json` servers are not started again.
+    let plugins = load_plugins(&grants, false);
     let options = backend::BackendOptions {
+        plugins: plugins.mounts.clone(),
         egress: Some(Arc::new(safety::ProxyConnector(egress.proxy.clone()))),
         env: if egress.ca_pem.is_some() {
             safety::ca_env()
@@ -145,8 +185,16 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
             model: format!("{}:{}", model.provider(), model.model()),
         },
     )?;
+    let (hooks, mcp) = start_plugins(plugins, &computer, &id, &path, &policy).await;
+    let mut tools = tools_for(&policy);
+    tools.extend(mcp);
     let config = SessionConfig {
-        interactive: !args.no_input,
+        interactive,
+        delegates: crate::browser_cmd::delegate(&policy, &egress.proxy)
+            .await
+            .into_iter()
+            .collect(),
+        hooks,
         ..SessionConfig::default()
     };
     let handle = cubicle_agent::spawn(SessionParams {
@@ -154,15 +202,19 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
         model,
         computer: computer.clone(),
         transcript: writer,
-        tools: tools_for(&policy),
+        tools,
         gate: Arc::new(PolicyGate(policy.clone())),
         config,
-        history,
+        history: transcript.history(),
         audit: Some(audit.clone()),
     });
-    let outcome = drive(handle, first, args.chat, args.json).await;
-    finish(&*computer, &store, &id, &audit, &outcome).await;
-    outcome.map(|o| o.code)
+    Ok(Started {
+        id,
+        store,
+        computer,
+        handle,
+        audit,
+    })
 }
 
 struct Started {
@@ -224,8 +276,10 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     let egress = safety::egress(&policy, &id, audit.clone())?;
     let workspace = store.workspace_path(&id);
     let skills = discover_skills(&grants, opts.trust);
+    let plugins = load_plugins(&grants, opts.trust);
     let options = backend::BackendOptions {
         skills: skills.mounts.clone(),
+        plugins: plugins.mounts.clone(),
         dangerously_allow_no_landlock: opts.dangerously_allow_no_landlock,
         egress: Some(Arc::new(safety::ProxyConnector(egress.proxy.clone()))),
         env: if egress.ca_pem.is_some() {
@@ -270,12 +324,26 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     if let Some(tool) = skills.tool.clone() {
         tools.push(tool);
     }
+    let (hooks, mcp) = start_plugins(
+        plugins,
+        &computer,
+        &id,
+        &store.transcript_path(&id),
+        &policy,
+    )
+    .await;
+    tools.extend(mcp);
     let session_config = SessionConfig {
         interactive: !opts.no_input,
         prompt_appendix: skills.prompt.clone(),
         max_turns: opts.max_turns.or(config.max_turns).unwrap_or(200),
         max_total_tokens: opts.max_tokens,
         max_wall: time_limit,
+        delegates: crate::browser_cmd::delegate(&policy, &egress.proxy)
+            .await
+            .into_iter()
+            .collect(),
+        hooks,
         ..SessionConfig::default()
     };
     let handle = cubicle_agent::spawn(SessionParams {
@@ -326,16 +394,25 @@ fn discover_skills(grants: &[Grant], trust: bool) -> SessionSkills {
             mounts: Vec::new(),
         };
     }
+    // Each skill shows where its own instructions say it is
+    // (`${CLAUDE_SKILL_DIR}`): `plugin:skill` is `/mnt/.skills/plugin/skill`.
     let mounts = found
         .catalog
         .skills()
         .iter()
-        .map(|s| (s.name.clone(), s.host_dir().to_path_buf()))
+        .filter_map(|s| {
+            let dir = s.cubicle_dir();
+            let below = dir
+                .strip_prefix(cubicle_skills::skill::CUBICLE_SKILLS_MOUNT)?
+                .trim_start_matches('/')
+                .to_owned();
+            Some((below, s.host_dir().to_path_buf()))
+        })
         .collect();
     let catalog = found.catalog.render(SKILL_CATALOG_BUDGET);
     let prompt = (!catalog.is_empty()).then(|| {
         format!(
-            "# Skills\nThese skills hold instructions and scripts for particular kinds of work. When one fits the task, activate it with the `skill` tool before starting; its files are read-only under /mnt/.skills/<name>.\n{catalog}"
+            "# Skills\nThese skills hold instructions and scripts for particular kinds of work. When one fits the task, activate it with the `skill` tool before starting; its files are read-only under /mnt/.skills/<name> (a plugin's `plugin:skill` under /mnt/.skills/plugin/skill).\n{catalog}"
         )
     });
     let prefs = crate::config::config_dir().map(|d| cubicle_skills::prefs_dir(&d));
@@ -348,6 +425,144 @@ fn discover_skills(grants: &[Grant], trust: bool) -> SessionSkills {
         tool: Some(tool),
         mounts,
     }
+}
+
+/// What installed plugins (and trusted folders' `.mcp.json`) bring to a
+/// session: folders to show, hooks to run, MCP servers to start.
+struct SessionPlugins {
+    mounts: Vec<(String, std::path::PathBuf)>,
+    hooks: cubicle_skills::hooks::HookSet,
+    servers: Vec<cubicle_skills::mcp::McpServerConfig>,
+}
+
+/// Loads the installed plugins; one that fails to load is a warning and the
+/// others still work. A granted folder's `.mcp.json` counts only when the
+/// person trusts the folder: it names programs to run.
+fn load_plugins(grants: &[Grant], trust: bool) -> SessionPlugins {
+    let mut out = SessionPlugins {
+        mounts: Vec::new(),
+        hooks: cubicle_skills::hooks::HookSet::new(),
+        servers: Vec::new(),
+    };
+    if let Some(config) = crate::config::config_dir() {
+        let store = cubicle_skills::plugin_store::PluginStore::new(
+            cubicle_skills::plugin_store::plugins_dir(&config),
+        );
+        match store.load_installed() {
+            Ok(loaded) => {
+                for (record, plugin) in loaded {
+                    match plugin {
+                        Ok(p) => {
+                            out.mounts.push((p.name().to_owned(), p.root.clone()));
+                            out.hooks.extend(p.hooks);
+                            out.servers.extend(p.mcp_servers);
+                        }
+                        Err(e) => eprintln!(
+                            "cubicle: warning: plugin {} is not loaded: {e}",
+                            record.spec()
+                        ),
+                    }
+                }
+            }
+            Err(e) => eprintln!("cubicle: warning: installed plugins are not loaded: {e}"),
+        }
+    }
+    if trust {
+        for g in grants {
+            let file = g.host_path.join(".mcp.json");
+            if !file.is_file() {
+                continue;
+            }
+            let value = match cubicle_skills::plugin::read_json(&file) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("cubicle: warning: {e}");
+                    continue;
+                }
+            };
+            let mut warnings = Vec::new();
+            let inside = format!("/mnt/{}", g.name);
+            let mut servers = cubicle_skills::mcp::parse_servers(
+                &value,
+                &file.display().to_string(),
+                "",
+                &|s: &str| s.to_owned(),
+                &mut warnings,
+            );
+            for w in warnings {
+                eprintln!("cubicle: warning: {w}");
+            }
+            // A project's servers run from the project's folder.
+            for s in &mut servers {
+                if let cubicle_skills::mcp::McpTransport::Stdio { cwd, .. } = &mut s.transport
+                    && cwd.is_none()
+                {
+                    *cwd = Some(inside.clone());
+                }
+            }
+            out.servers.extend(servers);
+        }
+    }
+    out
+}
+
+/// Starts the plugins' MCP stdio servers inside the cubicle and sets up
+/// their hooks there. A server that fails to start is a warning; the
+/// session goes on without it. Its tools obey the policy like any other.
+async fn start_plugins(
+    plugins: SessionPlugins,
+    computer: &Arc<dyn Computer>,
+    id: &str,
+    transcript: &Path,
+    policy: &cubicle_policy::Policy,
+) -> (
+    Option<Arc<dyn cubicle_agent::SessionHooks>>,
+    Vec<Arc<dyn cubicle_tools::Tool>>,
+) {
+    let hooks = (!plugins.hooks.is_empty()).then(|| {
+        let executor = Arc::new(cubicle_skills::in_cubicle::CubicleHookExecutor::new(
+            computer.clone(),
+            None,
+        ));
+        let runner = cubicle_skills::hooks::HookRunner::new(plugins.hooks, executor);
+        Arc::new(cubicle_skills::in_cubicle::PluginHooks::new(
+            runner,
+            id,
+            &transcript.display().to_string(),
+            &computer.info().workspace,
+        )) as Arc<dyn cubicle_agent::SessionHooks>
+    });
+    let starts = plugins.servers.iter().map(|server| async move {
+        let client = match &server.transport {
+            cubicle_skills::mcp::McpTransport::Stdio { .. } => {
+                cubicle_skills::in_cubicle::connect_stdio(computer.clone(), server).await
+            }
+            cubicle_skills::mcp::McpTransport::Http { .. } => {
+                return Err(format!(
+                    "MCP server `{}` ({}) is an HTTP server; only stdio servers are started in sessions so far",
+                    server.name, server.origin
+                ));
+            }
+        };
+        let client: Arc<dyn cubicle_skills::mcp::McpClient> =
+            Arc::new(client.map_err(|e| format!("{e} ({})", server.origin))?);
+        cubicle_skills::mcp::mcp_tools(client)
+            .await
+            .map_err(|e| format!("{e} ({})", server.origin))
+    });
+    let mut tools: Vec<Arc<dyn cubicle_tools::Tool>> = Vec::new();
+    for result in futures::future::join_all(starts).await {
+        match result {
+            Ok(found) => tools.extend(
+                found
+                    .into_iter()
+                    .filter(|t| policy.tool_disabled(cubicle_tools::Tool::name(t)).is_none())
+                    .map(|t| Arc::new(t) as Arc<dyn cubicle_tools::Tool>),
+            ),
+            Err(e) => eprintln!("cubicle: warning: {e}; the session goes on without it"),
+        }
+    }
+    (hooks, tools)
 }
 
 /// The computer tools the policy does not disable.
@@ -547,6 +762,18 @@ impl cubicle_server::SessionStarter for CliStarter {
         opts.model = req.model.clone();
         start_for_server(&opts, &req.task).await
     }
+
+    async fn resume(&self, id: &str) -> Result<cubicle_server::StartedSession, String> {
+        let reopened = async {
+            let store = store()?;
+            let id = store.resolve(id)?;
+            let transcript = Transcript::load(&store.transcript_path(&id))?;
+            reopen(store, id, transcript, ProviderSpec::default(), true).await
+        }
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+        Ok(for_server(reopened))
+    }
 }
 
 /// Starts a session whose front end is the web UI: the server sends the
@@ -555,34 +782,38 @@ pub async fn start_for_server(
     opts: &SessionOpts,
     task: &str,
 ) -> Result<cubicle_server::StartedSession, String> {
-    {
-        let started = start(opts, Some(task))
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        let Started {
-            id,
-            store,
-            computer,
-            handle,
-            audit,
-        } = started;
-        let workspace = store.workspace_path(&id);
-        let end_id = id.clone();
-        let on_end: cubicle_server::OnEnd = Box::new(move |end: cubicle_server::SessionEnd| {
-            Box::pin(async move {
-                let outcome = Ok(Outcome {
-                    code: ExitCode::SUCCESS,
-                    reason: end.reason,
-                    usage: end.usage,
-                });
-                finish(&*computer, &store, &end_id, &audit, &outcome).await;
-            })
-        });
-        Ok(cubicle_server::StartedSession {
-            id,
-            handle,
-            workspace,
-            on_end: Some(on_end),
+    let started = start(opts, Some(task))
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(for_server(started))
+}
+
+/// A started session handed to the server, which finishes it (records its
+/// end, stops its computer) when its event stream ends.
+fn for_server(started: Started) -> cubicle_server::StartedSession {
+    let Started {
+        id,
+        store,
+        computer,
+        handle,
+        audit,
+    } = started;
+    let workspace = store.workspace_path(&id);
+    let end_id = id.clone();
+    let on_end: cubicle_server::OnEnd = Box::new(move |end: cubicle_server::SessionEnd| {
+        Box::pin(async move {
+            let outcome = Ok(Outcome {
+                code: ExitCode::SUCCESS,
+                reason: end.reason,
+                usage: end.usage,
+            });
+            finish(&*computer, &store, &end_id, &audit, &outcome).await;
         })
+    });
+    cubicle_server::StartedSession {
+        id,
+        handle,
+        workspace,
+        on_end: Some(on_end),
     }
 }

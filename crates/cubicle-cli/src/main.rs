@@ -4,6 +4,7 @@
 mod audit_cmd;
 mod backend;
 mod bench;
+mod browser_cmd;
 mod cli;
 mod config;
 mod demo_cmd;
@@ -12,6 +13,8 @@ mod drive;
 mod eval_cmd;
 mod image_cmd;
 mod interact;
+mod pair_cmd;
+mod plugin_cmd;
 mod policy_cmd;
 mod render;
 mod safety;
@@ -69,12 +72,26 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sessions(cmd) => sessions_cmd::run(cmd),
         Command::Sandbox(cmd) => sandbox_cmd::run(cmd).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Browser(cmd) => browser_cmd::run(cmd).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit_cmd::run(cmd).await,
         Command::Secret(cmd) => secret_cmd::run(cmd),
-        Command::Serve(args) => serve_cmd::run(args, std::sync::Arc::new(drive::CliStarter)).await,
+        Command::Serve(args) => {
+            let policy = safety::load_policy(&safety::PolicyArgs::default(), &[])?;
+            let starter = std::sync::Arc::new(drive::CliStarter);
+            serve_cmd::run(
+                args,
+                starter,
+                &policy,
+                safety::open_audit,
+                safety::audit_key(),
+            )
+            .await
+        }
+        Command::Pair(args) => pair_cmd::run(args, safety::open_audit).await,
         Command::Skill(cmd) => skill_cmd::run(cmd).await,
+        Command::Plugin(cmd) => plugin_cmd::run(cmd).await,
         Command::Demo(args) => demo_cmd::run(args).await,
         Command::Image(cmd) => image_cmd::run(cmd).await,
         Command::Eval(cmd) => eval_cmd::run(cmd).await,

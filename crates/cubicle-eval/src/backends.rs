@@ -121,6 +121,7 @@ impl ComputerFactory for LocalFactory {
                     dangerously_allow_no_landlock: false,
                     egress: None,
                     skills,
+                    plugins: Vec::new(),
                 })
                 .await
                 .map_err(|e| e.to_string())?;
