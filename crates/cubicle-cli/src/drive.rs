@@ -27,28 +27,25 @@ use crate::safety::{self, PolicyArgs};
 /// `cubicle run "TASK"`.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let started = start(&args.opts, Some(&args.task)).await?;
-    let outcome = drive(
-        started.handle,
-        Some(Op::UserMessage { text: args.task }),
-        false,
-        args.opts.json,
-    )
-    .await;
-    finish(
-        &*started.computer,
-        &started.store,
-        &started.id,
-        &started.audit,
-        &outcome,
-    )
-    .await;
-    outcome.map(|o| o.code)
+    let first = Op::UserMessage { text: args.task };
+    drive_to_end(started, Some(first), false, args.opts.json).await
 }
 
 /// `cubicle chat`.
 pub async fn chat(args: ChatArgs) -> Result<ExitCode> {
     let started = start(&args.opts, None).await?;
-    let outcome = drive(started.handle, None, true, args.opts.json).await;
+    drive_to_end(started, None, true, args.opts.json).await
+}
+
+/// Drives a started session from the terminal until it ends, then records
+/// its end and stops its computer.
+async fn drive_to_end(
+    started: Started,
+    first: Option<Op>,
+    chat: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let outcome = drive(started.handle, first, chat, json).await;
     finish(
         &*started.computer,
         &started.store,
@@ -94,16 +91,7 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
         !args.no_input,
     )
     .await?;
-    let outcome = drive(started.handle, first, args.chat, args.json).await;
-    finish(
-        &*started.computer,
-        &started.store,
-        &started.id,
-        &started.audit,
-        &outcome,
-    )
-    .await;
-    outcome.map(|o| o.code)
+    drive_to_end(started, first, args.chat, args.json).await
 }
 
 /// Brings session `id` back from its `transcript`: its grants, backend and
@@ -229,10 +217,14 @@ fn store() -> Result<Store> {
     Ok(Store::from_env(|k| std::env::var(k).ok())?)
 }
 
+/// The model client `spec` asks for. A provider's key comes from its
+/// environment variable or, when that is not set, from the key stored in the
+/// settings screen of `cubicle serve`.
 fn model_client(spec: &ProviderSpec) -> Result<Arc<dyn ModelClient>> {
-    resolve_provider(spec, &|k: &str| std::env::var(k).ok()).map_err(|e| match e {
+    let env = crate::model_settings::session_env()?;
+    resolve_provider(spec, &env).map_err(|e| match e {
         cubicle_models::ModelError::NoProvider => anyhow::anyhow!(
-            "no model is configured — set ANTHROPIC_API_KEY, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM); to see Cubicle work without one, run `cubicle demo`"
+            "no model is configured — set ANTHROPIC_API_KEY or store a key in the settings of `cubicle serve`, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM); to see Cubicle work without one, run `cubicle demo`"
         ),
         other => other.into(),
     })

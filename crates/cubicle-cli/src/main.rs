@@ -13,6 +13,7 @@ mod drive;
 mod eval_cmd;
 mod image_cmd;
 mod interact;
+mod model_settings;
 mod pair_cmd;
 mod plugin_cmd;
 mod policy_cmd;
@@ -86,6 +87,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 &policy,
                 safety::open_audit,
                 safety::audit_key(),
+                model_settings::ConfigSettings::from_env()
+                    .ok()
+                    .map(|s| std::sync::Arc::new(s) as _),
             )
             .await
         }

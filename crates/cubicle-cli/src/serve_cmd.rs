@@ -17,7 +17,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use cubicle_audit::AuditLog;
 use cubicle_server::{
-    PolicyReport, PolicySetting, RemoteConfig, Server, ServerConfig, SessionStarter,
+    MarketplaceGate, PluginAccess, PolicyReport, PolicySetting, RemoteConfig, Server, ServerConfig,
+    SessionStarter, SettingsStore,
 };
 use serde::{Deserialize, Serialize};
 
@@ -122,16 +123,30 @@ pub fn policy_report(policy: &cubicle_policy::Policy) -> PolicyReport {
     }
 }
 
+/// The marketplace check of `policy`'s `marketplaces.allow` / `block` lists
+/// (as `cubicle plugin` applies them).
+pub fn marketplace_gate(policy: &cubicle_policy::Policy) -> MarketplaceGate {
+    let policy = policy.clone();
+    Arc::new(move |id: &str| {
+        policy.marketplace_allowed(id).map_err(|d| match &d.rule {
+            Some(rule) => format!("{} ({rule})", d.reason),
+            None => d.reason.clone(),
+        })
+    })
+}
+
 /// `cubicle serve`: serves until Ctrl-C. Sessions started from the browser
 /// are started by `starter`, the same code path as `cubicle run`; paired
 /// devices' actions go to the audit log `open_audit` opens (sealed with
-/// `audit_key`, if the person stored one).
+/// `audit_key`, if the person stored one); the settings screen reads and
+/// writes `settings`.
 pub async fn run(
     args: ServeArgs,
     starter: Arc<dyn SessionStarter>,
     policy: &cubicle_policy::Policy,
     open_audit: OpenAudit,
     audit_key: Option<Vec<u8>>,
+    settings: Option<Arc<dyn SettingsStore>>,
 ) -> anyhow::Result<ExitCode> {
     let store = cubicle_agent::Store::from_env(|k| std::env::var(k).ok())?;
     let data_root = store.root().to_path_buf();
@@ -156,6 +171,13 @@ pub async fn run(
         Err(e) => return Err(e.context("remote control needs the audit log")),
     };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port.unwrap_or(0)));
+    let config_dir = cubicle_skills::discover::config_dir_from_env();
+    let plugins = config_dir.as_deref().map(|dir| PluginAccess {
+        store: cubicle_skills::plugin_store::PluginStore::new(
+            cubicle_skills::plugin_store::plugins_dir(dir),
+        ),
+        gate: marketplace_gate(policy),
+    });
     let server = Server::start(ServerConfig {
         addr,
         starter,
@@ -166,6 +188,9 @@ pub async fn run(
         policy: Some(policy_report(policy)),
         audit_key,
         skills: Some(cubicle_skills::SkillRoots::from_env(&[])),
+        prefs_dir: config_dir.as_deref().map(cubicle_skills::prefs_dir),
+        plugins,
+        settings,
     })
     .await?;
     let url = server.url();

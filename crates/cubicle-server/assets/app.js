@@ -35,7 +35,7 @@ function showError(e) {
 }
 
 function show(view) {
-  for (const v of ['new', 'list', 'session', 'devices', 'policy', 'audit', 'skills']) $(`view-${v}`).hidden = v !== view;
+  for (const v of ['new', 'list', 'session', 'devices', 'policy', 'audit', 'skills', 'settings']) $(`view-${v}`).hidden = v !== view;
   showError(null);
 }
 
@@ -384,13 +384,145 @@ async function loadSkills() {
   show('skills');
   try {
     const l = await (await api('GET', '/api/skills')).json();
-    $('skills').replaceChildren(...l.skills.map((k) => el('li', { class: 'skill' },
-      el('strong', { textContent: k.name }), ` — ${k.source}${k.person_only ? ', you invoke it' : ''}${k.model_only ? ', the agent invokes it' : ''}`,
-      el('br'), el('span', { class: 'meta', textContent: k.description }))));
+    $('skills').replaceChildren(...l.skills.map((k) => el('li', { class: 'skill skill-row' },
+      el('div', {}, el('strong', { textContent: k.name }), ` — ${k.source}${k.person_only ? ', you invoke it' : ''}${k.model_only ? ', the agent invokes it' : ''}`,
+        el('br'), el('span', { class: 'meta', textContent: k.description })),
+      el('button', { type: 'button', textContent: 'Preferences', 'aria-label': `Edit your preferences for ${k.name}`,
+        on: { click: () => openPrefs(k.name) } }))));
     if (!l.skills.length) $('skills').replaceChildren(el('li', { class: 'muted', textContent: 'No skills installed yet.' }));
     $('skill-notices').replaceChildren(...l.notices.map((n) => el('li', { textContent: n })));
   } catch (e) { showError(e); }
+  await loadMarketplaces();
 }
+
+// A skill's private preferences: key/value rows; removed rows are unset.
+let prefsSkill = null;
+let prefsKeys = [];
+function prefRow(key = '', value = '') {
+  const n = $('prefs-rows').children.length + 1;
+  const row = el('li', { class: 'pref' },
+    el('label', {}, `Name ${n}`, el('input', { class: 'pref-key', value: key, autocomplete: 'off', placeholder: 'currency' })),
+    el('label', {}, `Value ${n}`, el('input', { class: 'pref-value', value, autocomplete: 'off', placeholder: 'EUR' })));
+  row.append(el('button', { type: 'button', textContent: 'Remove', 'aria-label': `Remove preference ${key || n}`, on: { click: () => row.remove() } }));
+  $('prefs-rows').append(row);
+  return row;
+}
+function showPrefs(p) {
+  prefsKeys = p.entries.map((e) => e.key);
+  $('prefs-rows').replaceChildren();
+  for (const e of p.entries) prefRow(e.key, e.value);
+  $('prefs-notes').textContent = p.notes
+    ? `Also given to the agent, from ${p.path.replace(/\.toml$/, '.md')}: ${p.notes}`
+    : `Kept in ${p.path}.`;
+}
+async function openPrefs(name) {
+  try {
+    const p = await (await api('GET', `/api/skills/${encodeURIComponent(name)}/prefs`)).json();
+    prefsSkill = name;
+    $('prefs-title').textContent = `Your preferences for ${name}`;
+    $('prefs-result').textContent = '';
+    showPrefs(p);
+    $('prefs-panel').hidden = false;
+    ($('prefs-rows').querySelector('input') || $('prefs-add')).focus();
+  } catch (e) { showError(e); }
+}
+$('prefs-add').addEventListener('click', () => prefRow().querySelector('input').focus());
+$('prefs-close').addEventListener('click', () => { $('prefs-panel').hidden = true; prefsSkill = null; });
+$('prefs-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!prefsSkill) return;
+  const set = {};
+  for (const r of $('prefs-rows').querySelectorAll('.pref')) {
+    const key = r.querySelector('.pref-key').value.trim();
+    if (key) set[key] = r.querySelector('.pref-value').value;
+  }
+  const unset = prefsKeys.filter((k) => !(k in set));
+  try {
+    const p = await (await api('POST', `/api/skills/${encodeURIComponent(prefsSkill)}/prefs`, { set, unset })).json();
+    showPrefs(p);
+    showError(null);
+    $('prefs-result').textContent = `Saved ${p.entries.length} preference(s) for ${prefsSkill}.`;
+  } catch (e) { showError(e); }
+});
+
+// Plugin marketplaces: add one, install a plugin from it.
+async function loadMarketplaces() {
+  try {
+    const l = await (await api('GET', '/api/plugins')).json();
+    $('marketplaces').replaceChildren(...l.marketplaces.map((m) => el('li', { class: 'market' },
+      el('strong', { textContent: m.name }), el('span', { class: 'meta', textContent: ` — ${m.source}${m.description ? ` · ${m.description}` : ''}` }),
+      m.error ? el('p', { class: 'error', textContent: m.error }) : '',
+      el('ul', {}, ...m.plugins.map((p) => el('li', { class: 'offer' },
+        el('span', {}, el('span', { textContent: `${p.name}${p.version ? ` ${p.version}` : ''}` }), el('br'),
+          el('span', { class: 'meta', textContent: p.description || '' })),
+        p.installed
+          ? el('span', { class: 'meta', textContent: 'Installed' })
+          : el('button', { type: 'button', textContent: 'Install', 'aria-label': `Install ${p.spec}`, on: { click: () => installPlugin(p.spec) } })))))));
+    if (!l.marketplaces.length) $('marketplaces').replaceChildren(el('li', { class: 'muted', textContent: 'No marketplaces added yet.' }));
+  } catch (e) {
+    $('marketplaces').replaceChildren(el('li', { class: 'muted', textContent: String(e.message || e) }));
+  }
+}
+async function installPlugin(spec) {
+  $('market-result').textContent = `Installing ${spec}…`;
+  try {
+    const r = await (await api('POST', '/api/plugins/install', { spec })).json();
+    $('market-result').textContent = `Installed ${r.record.plugin}${r.skills.length ? ` with skills ${r.skills.join(', ')}` : ''}. New sessions can use it.${r.warnings.length ? ` Warnings: ${r.warnings.join('; ')}` : ''}`;
+    await loadMarketplaces();
+  } catch (e) { $('market-result').textContent = ''; showError(e); }
+}
+$('market-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const source = $('market-source').value.trim();
+  if (!source) return;
+  $('market-result').textContent = `Adding ${source}…`;
+  try {
+    const m = await (await api('POST', '/api/plugins/marketplaces', { source })).json();
+    $('market-source').value = '';
+    showError(null);
+    $('market-result').textContent = `Added marketplace ${m.name} with ${m.plugins.length} plugin(s).`;
+    await loadMarketplaces();
+  } catch (e) { $('market-result').textContent = ''; showError(e); }
+});
+
+// ---- settings (owner only) -------------------------------------------------
+function showSettings(s) {
+  const sel = $('set-provider');
+  sel.replaceChildren(el('option', { value: '', textContent: 'Automatic (from the environment)' }),
+    ...s.providers.map((p) => el('option', { value: p, textContent: p === 'anthropic' ? 'Anthropic' : p === 'openai' ? 'OpenAI-compatible (OpenAI, llama.cpp, Ollama, vLLM)' : p })));
+  sel.value = s.provider || '';
+  $('set-model').value = s.model || '';
+  $('set-base-url').value = s.base_url || '';
+  $('set-key').value = '';
+  $('set-key-clear').checked = false;
+  $('set-key').placeholder = s.api_key_stored ? '•••••••• (stored; type a new one to replace it)' : 'paste your API key';
+  $('set-key-status').textContent = (s.api_key_stored ? 'A key is stored in your secret store.' : 'No key is stored.')
+    + (s.api_key_env ? ` ${s.api_key_env} is set in the environment and is used instead.` : '');
+  $('settings-location').textContent = `Kept in ${s.location}.`;
+}
+async function loadSettings() {
+  closeStream();
+  show('settings');
+  $('settings-result').textContent = '';
+  try { showSettings(await (await api('GET', '/api/settings')).json()); } catch (e) { showError(e); }
+}
+$('nav-settings').addEventListener('click', loadSettings);
+$('settings-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const body = {
+    provider: $('set-provider').value,
+    model: $('set-model').value,
+    base_url: $('set-base-url').value,
+    clear_api_key: $('set-key-clear').checked,
+  };
+  const key = $('set-key').value.trim();
+  if (key) body.api_key = key;
+  try {
+    showSettings(await (await api('POST', '/api/settings', body)).json());
+    showError(null);
+    $('settings-result').textContent = 'Saved. New sessions use these settings.';
+  } catch (e) { showError(e); }
+});
 async function importSkill(file) {
   if (!file) return;
   try {

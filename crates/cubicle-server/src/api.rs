@@ -24,6 +24,8 @@ use crate::insights::{self, PolicyReport};
 use crate::pairing::{self, Offers, RedeemError};
 use crate::remote_audit::NotRecorded;
 use crate::security::{Auth, Principal, WS_PROTOCOL, scope_allows};
+use crate::settings::{SettingsError, SettingsStore, SettingsUpdate};
+use crate::skills::{PluginAccess, PrefsChange};
 use crate::starter::{SessionStarter, StartRequest};
 
 /// Where a pairing URL points: the network listener when one runs, else
@@ -46,6 +48,9 @@ pub(crate) struct AppState {
     pub policy: Option<PolicyReport>,
     pub audit_view: Option<AuditView>,
     pub skills: Option<cubicle_skills::SkillRoots>,
+    pub prefs_dir: Option<PathBuf>,
+    pub plugins: Option<PluginAccess>,
+    pub settings: Option<Arc<dyn SettingsStore>>,
     pub hub: Arc<Hub>,
     pub starter: Arc<dyn SessionStarter>,
     pub store: Store,
@@ -72,6 +77,14 @@ pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
             "/api/skills/import",
             post(import_skill).layer(axum::extract::DefaultBodyLimit::max(MAX_SKILL_UPLOAD)),
         )
+        .route(
+            "/api/skills/{name}/prefs",
+            get(get_prefs).post(change_prefs),
+        )
+        .route("/api/plugins", get(list_plugins))
+        .route("/api/plugins/marketplaces", post(add_marketplace))
+        .route("/api/plugins/install", post(install_plugin))
+        .route("/api/settings", get(get_settings).post(save_settings))
         .route("/api/devices/{id}", delete(revoke_device))
         .route("/api/sessions", get(list_sessions).post(create_session))
         .route("/api/sessions/{id}", get(get_session))
@@ -557,6 +570,141 @@ async fn import_skill(
         Json(json!({ "name": name, "warnings": warnings })),
     )
         .into_response())
+}
+
+fn prefs_dir(app: &AppState) -> Result<PathBuf, ApiError> {
+    app.prefs_dir.clone().ok_or_else(|| {
+        ApiError::NotFound("this server was started without a preferences folder".into())
+    })
+}
+
+async fn get_prefs(
+    State(app): AppStateRef,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let roots = skill_roots(&app)?;
+    let dir = prefs_dir(&app)?;
+    let view = blocking(move || {
+        crate::skills::require_skill(&roots, &name).map_err(ApiError::NotFound)?;
+        crate::skills::prefs(&dir, &name).map_err(ApiError::Internal)
+    })
+    .await?;
+    Ok(Json(view).into_response())
+}
+
+async fn change_prefs(
+    State(app): AppStateRef,
+    Path(name): Path<String>,
+    Json(change): Json<PrefsChange>,
+) -> Result<Response, ApiError> {
+    let roots = skill_roots(&app)?;
+    let dir = prefs_dir(&app)?;
+    let view = blocking(move || {
+        crate::skills::require_skill(&roots, &name).map_err(ApiError::NotFound)?;
+        crate::skills::change_prefs(&dir, &name, &change).map_err(ApiError::BadRequest)
+    })
+    .await?;
+    Ok(Json(view).into_response())
+}
+
+fn plugin_access(app: &AppState) -> Result<PluginAccess, ApiError> {
+    app.plugins
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("this server was started without plugins".into()))
+}
+
+fn store_error(e: cubicle_skills::plugin_store::StoreError) -> ApiError {
+    use cubicle_skills::plugin_store::StoreError as E;
+    match e {
+        E::Blocked { .. } => ApiError::Forbidden(e.to_string()),
+        E::MarketplaceExists { .. } | E::AlreadyInstalled { .. } => {
+            ApiError::Conflict(e.to_string())
+        }
+        E::NoMarketplace { .. } | E::NotInstalled { .. } => ApiError::NotFound(e.to_string()),
+        E::Io { .. } => ApiError::Internal(e.to_string()),
+        _ => ApiError::BadRequest(e.to_string()),
+    }
+}
+
+async fn list_plugins(State(app): AppStateRef) -> Result<Response, ApiError> {
+    let access = plugin_access(&app)?;
+    let list =
+        blocking(move || crate::skills::plugins(&access).map_err(ApiError::Internal)).await?;
+    Ok(Json(list).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarketplaceRequest {
+    source: String,
+}
+
+async fn add_marketplace(
+    State(app): AppStateRef,
+    Json(req): Json<MarketplaceRequest>,
+) -> Result<Response, ApiError> {
+    let access = plugin_access(&app)?;
+    let source = req.source.trim().to_owned();
+    if source.is_empty() {
+        return Err(ApiError::BadRequest(
+            "give the marketplace's folder, git URL or OWNER/REPO".into(),
+        ));
+    }
+    let row =
+        blocking(move || crate::skills::add_marketplace(&access, &source).map_err(store_error))
+            .await?;
+    Ok((StatusCode::CREATED, Json(row)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallRequest {
+    spec: String,
+}
+
+async fn install_plugin(
+    State(app): AppStateRef,
+    Json(req): Json<InstallRequest>,
+) -> Result<Response, ApiError> {
+    let access = plugin_access(&app)?;
+    let spec = req.spec.trim().to_owned();
+    if spec.is_empty() {
+        return Err(ApiError::BadRequest(
+            "name the plugin to install, PLUGIN@MARKETPLACE".into(),
+        ));
+    }
+    let installed =
+        blocking(move || crate::skills::install_plugin(&access, &spec).map_err(store_error))
+            .await?;
+    Ok((StatusCode::CREATED, Json(installed)).into_response())
+}
+
+fn settings_store(app: &AppState) -> Result<Arc<dyn SettingsStore>, ApiError> {
+    app.settings
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("this server was started without settings".into()))
+}
+
+fn settings_error(e: SettingsError) -> ApiError {
+    match e {
+        SettingsError::Invalid(why) => ApiError::BadRequest(why),
+        SettingsError::Failed(why) => ApiError::Internal(why),
+    }
+}
+
+async fn get_settings(State(app): AppStateRef) -> Result<Response, ApiError> {
+    let store = settings_store(&app)?;
+    let settings = blocking(move || store.load().map_err(settings_error)).await?;
+    Ok(Json(settings).into_response())
+}
+
+async fn save_settings(
+    State(app): AppStateRef,
+    Json(update): Json<SettingsUpdate>,
+) -> Result<Response, ApiError> {
+    let store = settings_store(&app)?;
+    let settings = blocking(move || store.save(update).map_err(settings_error)).await?;
+    Ok(Json(settings).into_response())
 }
 
 async fn list_devices(State(app): AppStateRef) -> Result<Response, ApiError> {

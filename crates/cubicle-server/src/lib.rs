@@ -14,6 +14,11 @@
 //! the network over TLS with a self-signed certificate whose fingerprint the
 //! pairing QR code carries. Every action of a paired device is written to
 //! the audit log before it runs.
+//!
+//! The settings screen (provider, model, base URL, API key) reads and writes
+//! through a [`SettingsStore`] the front end gives, as sessions start through
+//! a [`SessionStarter`]: the server never learns where settings live, and an
+//! API key only ever goes from the page into the store.
 
 mod api;
 pub mod devices;
@@ -25,6 +30,7 @@ mod preview;
 mod remote_audit;
 mod security;
 mod server;
+mod settings;
 mod skills;
 mod starter;
 mod tls;
@@ -33,5 +39,7 @@ mod ui;
 pub use devices::{Device, DeviceError, DeviceStore, Scope};
 pub use insights::{PolicyReport, PolicySetting};
 pub use server::{RemoteConfig, RemoteInfo, Server, ServerConfig, ServerError};
+pub use settings::{ModelSettings, SettingsError, SettingsStore, SettingsUpdate};
+pub use skills::{MarketplaceGate, PluginAccess};
 pub use starter::{GrantRequest, OnEnd, SessionEnd, SessionStarter, StartRequest, StartedSession};
 pub use tls::{TlsError, fingerprint};

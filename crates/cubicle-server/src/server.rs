@@ -21,6 +21,8 @@ use crate::insights::PolicyReport;
 use crate::pairing::Offers;
 use crate::remote_audit::RemoteAudit;
 use crate::security::{self, Auth, Guard};
+use crate::settings::SettingsStore;
+use crate::skills::PluginAccess;
 use crate::starter::SessionStarter;
 use crate::tls::{self, TlsError, TlsListener};
 
@@ -80,6 +82,13 @@ pub struct ServerConfig {
     pub audit_key: Option<Vec<u8>>,
     /// Where skills are, for the skills screen (`None`: not shown).
     pub skills: Option<cubicle_skills::SkillRoots>,
+    /// Where skills' private preferences are (`None`: not editable here).
+    pub prefs_dir: Option<PathBuf>,
+    /// The plugin store and the policy's marketplace lists (`None`: no
+    /// marketplaces in the skills screen).
+    pub plugins: Option<PluginAccess>,
+    /// The model settings (`None`: no settings screen).
+    pub settings: Option<Arc<dyn SettingsStore>>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -171,6 +180,9 @@ impl Server {
             policy: None,
             audit_key: None,
             skills: None,
+            prefs_dir: None,
+            plugins: None,
+            settings: None,
         })
         .await
     }
@@ -187,6 +199,9 @@ impl Server {
             policy,
             audit_key,
             skills,
+            prefs_dir,
+            plugins,
+            settings,
         } = config;
         if !addr.ip().is_loopback() {
             return Err(ServerError::NotLoopback(addr));
@@ -259,6 +274,9 @@ impl Server {
             policy,
             audit_view,
             skills,
+            prefs_dir,
+            plugins,
+            settings,
             pair_target,
         });
         let cancel = CancellationToken::new();

@@ -1,7 +1,8 @@
 //! The web UI in a real browser: headless Chromium, driven by playwright-core
 //! (`tests/browser/ui.mjs`), against a real server with the scripted model —
 //! start a task, answer the question, approve the command, see the plan
-//! complete, download and preview the output file, show a pairing QR code, the policy, the audit log, and a skill imported. Screenshots of each step go to
+//! complete, download and preview the output file, show a pairing QR code, the policy, the audit log, a skill imported, its preferences edited, a
+//! plugin installed from a marketplace, and the model settings saved. Screenshots of each step go to
 //! `target/browser-shots/`. Skips, saying why, when node, Chromium or
 //! playwright-core is missing (CI installs them: see `.ci/run`).
 
@@ -77,6 +78,7 @@ async fn a_task_runs_end_to_end_in_chromium() {
     let skill = cubicle_skills::Skill::load(&src, cubicle_skills::SkillSource::User).unwrap();
     let skill_file = f._dir.path().join("expense-report.skill");
     cubicle_skills::export(&skill, &skill_file, false).unwrap();
+    let market = marketplace(f._dir.path(), "finance");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(node)
             .arg("ui.mjs")
@@ -85,6 +87,7 @@ async fn a_task_runs_end_to_end_in_chromium() {
             .env("CHROMIUM", chromium)
             .env("SHOTS", &shots)
             .env("SKILL_FILE", &skill_file)
+            .env("MARKET_DIR", &market)
             .output()
             .unwrap()
     })
@@ -109,7 +112,10 @@ async fn a_task_runs_end_to_end_in_chromium() {
             "pair",
             "policy",
             "audit",
-            "skills"
+            "skills",
+            "prefs",
+            "plugin",
+            "settings"
         ])
     );
     let question = seen["question"].as_str().unwrap();
@@ -151,6 +157,42 @@ async fn a_task_runs_end_to_end_in_chromium() {
         skills.contains("expense-report") && skills.contains("Builds expense reports."),
         "{skills}"
     );
+    // The preference went to the file the skill reads; the settings to the
+    // store, and the key never came back to the page.
+    let prefs =
+        cubicle_skills::Preferences::load(&f._dir.path().join("preferences"), "expense-report")
+            .unwrap();
+    assert_eq!(prefs.get("currency").as_deref(), Some("EUR"), "{seen}");
+    let settings: Value = f
+        .get("/api/settings")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["provider"], "openai");
+    assert_eq!(settings["model"], "qwen2.5-coder:7b");
+    assert_eq!(settings["api_key_stored"], true);
+    assert_eq!(seen["settings_key_field"], "");
+    assert!(
+        seen["settings_key_status"]
+            .as_str()
+            .unwrap()
+            .contains("A key is stored"),
+        "{seen}"
+    );
+    let plugins = seen["plugins"].as_str().unwrap();
+    assert!(
+        plugins.contains("invoices 1.2.0") && plugins.contains("Installed"),
+        "{plugins}"
+    );
+    assert!(
+        f._dir
+            .path()
+            .join("plugins/installed/finance/invoices/.claude-plugin/plugin.json")
+            .is_file()
+    );
     let audit = seen["audit"].as_str().unwrap();
     assert!(audit.contains("The log is intact"), "{audit}");
     assert_eq!(seen["page_errors"], serde_json::json!([]));
@@ -164,6 +206,9 @@ async fn a_task_runs_end_to_end_in_chromium() {
         "07-policy",
         "08-audit",
         "09-skills",
+        "10-prefs",
+        "11-plugin",
+        "12-settings",
     ] {
         assert!(
             shots_dir().join(format!("{n}.png")).is_file(),

@@ -517,8 +517,65 @@ async fn remote_access_needs_an_audit_log() {
         policy: None,
         audit_key: None,
         skills: None,
+        prefs_dir: None,
+        plugins: None,
+        settings: None,
     })
     .await
     .unwrap_err();
     assert!(err.to_string().contains("audit"), "{err}");
+}
+
+#[tokio::test]
+async fn a_device_cannot_reach_settings_preferences_or_plugins() {
+    let f = serve_remote().await;
+    let dev = device_client(&f);
+    let token = pair(&f, &dev, "control", "phone").await;
+    let remote_base = f.server.remote().unwrap().base_url.clone();
+    let probes: [(&str, &str, Value); 7] = [
+        ("GET", "/api/settings", Value::Null),
+        (
+            "POST",
+            "/api/settings",
+            json!({"provider": "openai", "model": "", "base_url": "", "api_key": "stolen"}),
+        ),
+        ("GET", "/api/skills/any/prefs", Value::Null),
+        ("POST", "/api/skills/any/prefs", json!({"set": {"a": "b"}})),
+        ("GET", "/api/plugins", Value::Null),
+        (
+            "POST",
+            "/api/plugins/marketplaces",
+            json!({"source": "/tmp"}),
+        ),
+        (
+            "POST",
+            "/api/plugins/install",
+            json!({"spec": "invoices@finance"}),
+        ),
+    ];
+    // On the network listener and, with the device's token, on loopback.
+    for (client, base) in [(&dev, remote_base.as_str()), (&f.http, &f.base())] {
+        for (method, path, body) in &probes {
+            let url = format!("{base}{path}");
+            let req = if *method == "GET" {
+                client.get(&url)
+            } else {
+                client.post(&url).json(body)
+            };
+            let resp = req.bearer_auth(&token).send().await.unwrap();
+            assert_eq!(resp.status(), 403, "{method} {url}");
+        }
+    }
+    // Nothing changed.
+    let settings: Value = f
+        .get("/api/settings")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["api_key_stored"], false);
+    assert_eq!(settings["provider"], Value::Null);
+    f.server.shutdown().await;
 }

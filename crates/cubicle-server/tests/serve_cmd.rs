@@ -57,8 +57,24 @@ async fn serve_signature(
     policy: &cubicle_policy::Policy,
     open_audit: serve_cmd::OpenAudit,
     audit_key: Option<Vec<u8>>,
+    settings: Option<std::sync::Arc<dyn cubicle_server::SettingsStore>>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    serve_cmd::run(args, starter, policy, open_audit, audit_key).await
+    serve_cmd::run(args, starter, policy, open_audit, audit_key, settings).await
+}
+
+#[test]
+fn the_skills_screen_applies_the_policy_marketplace_lists() {
+    let policy = cubicle_policy::Policy::from_sources(&[cubicle_policy::SettingsSource {
+        layer: cubicle_policy::Layer::Managed,
+        file: Some("/etc/cubicle/managed.toml".into()),
+        text: "[marketplaces]\nblock = [\"github:acme/bad\"]\n".into(),
+    }])
+    .unwrap();
+    let gate = serve_cmd::marketplace_gate(&policy);
+    assert_eq!(gate("github:acme/tools"), Ok(()));
+    let why = gate("github:acme/bad").unwrap_err();
+    assert!(why.contains("blocked"), "{why}");
+    assert!(why.contains("managed.toml"), "{why}");
 }
 
 #[test]

@@ -97,6 +97,45 @@ try {
   seen.skills = await page.locator('#skills').innerText();
   await step(page, 'skills');
 
+  // A skill's private preferences: add one, save it.
+  await page.getByRole('button', { name: 'Edit your preferences for expense-report' }).click();
+  await page.getByRole('button', { name: 'Add a preference' }).click();
+  await page.getByLabel('Name 1').fill('currency');
+  await page.getByLabel('Value 1').fill('EUR');
+  await page.getByRole('button', { name: 'Save preferences' }).click();
+  await page.getByText('Saved 1 preference(s) for expense-report.').waitFor();
+  seen.prefs = await page.locator('#prefs-panel').innerText();
+  await step(page, 'prefs');
+
+  // A plugin from a marketplace (MARKET_DIR, a folder made by the test).
+  await page.getByLabel(/Add a marketplace/).fill(process.env.MARKET_DIR);
+  await page.locator('#market-form').getByRole('button', { name: 'Add' }).click();
+  await page.getByRole('button', { name: 'Install invoices@finance' }).click();
+  await page.getByText(/Installed invoices with skills invoices:file-invoice/).waitFor();
+  seen.plugins = await page.locator('#marketplaces').innerText();
+  await step(page, 'plugin');
+
+  // Settings: provider, model, server address and an API key.
+  await page.getByRole('button', { name: 'Settings' }).click();
+  const settings = page.locator('#view-settings');
+  await settings.getByLabel('Provider').selectOption('openai');
+  await settings.getByLabel('Model', { exact: true }).fill('qwen2.5-coder:7b');
+  await settings.getByLabel(/Server address/).fill('http://127.0.0.1:8080/v1');
+  await settings.getByLabel('API key', { exact: true }).fill('sk-browser-secret');
+  await page.getByRole('button', { name: 'Save settings' }).click();
+  await page.getByText('Saved. New sessions use these settings.').waitFor();
+  seen.settings_key_status = await page.locator('#set-key-status').innerText();
+  seen.settings_key_field = await settings.getByLabel('API key', { exact: true }).inputValue();
+  await step(page, 'settings');
+  // The same screens at phone width (artefacts for a person to look at).
+  const wide = page.viewportSize();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: join(shots, 'phone-settings.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Skills' }).click();
+  await page.getByRole('button', { name: 'Install invoices@finance' }).or(page.getByText('Installed', { exact: true })).first().waitFor();
+  await page.screenshot({ path: join(shots, 'phone-skills.png'), fullPage: true });
+  if (wide) await page.setViewportSize(wide);
+
   // Time to first render, warm: the app showing its session list (page,
   // script and one API call) against the pairing page, a static form from
   // the same server, as the peer. Reported, never asserted.

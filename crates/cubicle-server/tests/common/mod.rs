@@ -288,6 +288,19 @@ pub async fn serve_remote() -> Fixture {
             projects: vec![],
             plugins: vec![],
         }),
+        prefs_dir: Some(dir.path().join("preferences")),
+        plugins: Some(cubicle_server::PluginAccess {
+            store: cubicle_skills::plugin_store::PluginStore::new(dir.path().join("plugins")),
+            // Stands in for a policy whose `marketplaces.block` names one folder.
+            gate: Arc::new(|id: &str| {
+                if id.contains("blocked-market") {
+                    Err("blocked by marketplaces.block (managed)".into())
+                } else {
+                    Ok(())
+                }
+            }),
+        }),
+        settings: Some(Arc::new(MemorySettings::default())),
     })
     .await
     .unwrap();
@@ -296,6 +309,49 @@ pub async fn serve_remote() -> Fixture {
         store,
         server,
         http: reqwest::Client::new(),
+    }
+}
+
+/// A settings store in memory: what the CLI's file-and-secret-store one
+/// does, minus the files. The key is kept but never handed back.
+#[derive(Default)]
+pub struct MemorySettings {
+    state: std::sync::Mutex<(cubicle_server::ModelSettings, Option<String>)>,
+}
+
+impl cubicle_server::SettingsStore for MemorySettings {
+    fn load(&self) -> Result<cubicle_server::ModelSettings, cubicle_server::SettingsError> {
+        let state = self.state.lock().unwrap();
+        let mut s = state.0.clone();
+        s.api_key_stored = state.1.is_some();
+        s.providers = vec!["anthropic".into(), "openai".into()];
+        s.location = "memory".into();
+        Ok(s)
+    }
+
+    fn save(
+        &self,
+        u: cubicle_server::SettingsUpdate,
+    ) -> Result<cubicle_server::ModelSettings, cubicle_server::SettingsError> {
+        if !["", "anthropic", "openai"].contains(&u.provider.as_str()) {
+            return Err(cubicle_server::SettingsError::Invalid(format!(
+                "unknown provider `{}`",
+                u.provider
+            )));
+        }
+        {
+            let mut state = self.state.lock().unwrap();
+            let some = |v: String| (!v.is_empty()).then_some(v);
+            state.0.provider = some(u.provider);
+            state.0.model = some(u.model);
+            state.0.base_url = some(u.base_url);
+            if let Some(k) = u.api_key.filter(|k| !k.is_empty()) {
+                state.1 = Some(k);
+            } else if u.clear_api_key {
+                state.1 = None;
+            }
+        }
+        self.load()
     }
 }
 
@@ -403,4 +459,38 @@ pub fn past_session(store: &Store, outside: &Path) -> String {
     };
     TranscriptWriter::create(&store.transcript_path(&id), &header).unwrap();
     id
+}
+
+/// A marketplace folder offering one plugin with one skill.
+pub fn marketplace(root: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let market = root.join(name);
+    let write = |rel: &str, text: &str| {
+        let p = market.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        ".claude-plugin/marketplace.json",
+        &json!({
+            "name": name,
+            "description": "Tools for the finance team",
+            "owner": { "name": "Acme" },
+            "plugins": [{
+                "name": "invoices",
+                "source": "./invoices",
+                "description": "Reads and files invoices",
+                "version": "1.2.0",
+            }],
+        })
+        .to_string(),
+    );
+    write(
+        "invoices/.claude-plugin/plugin.json",
+        r#"{"name": "invoices", "version": "1.2.0"}"#,
+    );
+    write(
+        "invoices/skills/file-invoice/SKILL.md",
+        &cubicle_skills::scaffold("file-invoice", Some("Files an invoice.")),
+    );
+    market
 }
