@@ -476,7 +476,7 @@ fn clear_errors_for_bad_input() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr.trim(),
-        "cubicle: no model is configured — set ANTHROPIC_API_KEY, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM); to see Cubicle work without one, run `cubicle demo`"
+        "cubicle: no model is configured — set ANTHROPIC_API_KEY or store a key in the settings of `cubicle serve`, or use --provider openai --base-url URL for a local server (llama.cpp, Ollama, vLLM); to see Cubicle work without one, run `cubicle demo`"
     );
     let (out, _, stderr) = run(env.cmd().args(["run", "x", "--grant", "/no/such/dir"]));
     assert!(!out.status.success());
