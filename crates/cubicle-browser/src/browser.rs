@@ -3,7 +3,8 @@
 //! page goes through the page helper (`page.js`) in an isolated world, one
 //! `Runtime.evaluate` round trip per question.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +15,8 @@ use tokio::io::AsyncBufReadExt;
 use tokio::process::Child;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::cdp::{CdpEvent, Connection};
+use crate::attach;
+use crate::cdp::{CdpEvent, CommandSender, Connection};
 use crate::error::BrowserError;
 use crate::guard::{NavigationGuard, check_url};
 use crate::keys::KeyPress;
@@ -175,20 +177,46 @@ struct Tab {
 }
 
 struct Running {
-    child: Child,
+    /// The process, when Cubicle started it; `None` when attached to the
+    /// person's own browser, which Cubicle never stops.
+    child: Option<Child>,
     conn: Arc<Connection>,
     state: Arc<Mutex<State>>,
     stderr: Arc<Mutex<VecDeque<String>>>,
     tabs: Vec<Tab>,
     current: usize,
     next_tab: u32,
+    /// In the person's browser: the targets of Cubicle's tabs and of the
+    /// tabs they opened, whose requests are guarded.
+    ours: Arc<Mutex<HashSet<String>>>,
     // Dropped last: the profile and downloads go with the browser.
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    /// In the person's browser, Cubicle's tabs go with it (commands queued
+    /// before the connection closes are still sent); the browser stays.
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        for tab in &self.tabs {
+            self.conn.sender().fire(
+                "Target.closeTarget",
+                json!({ "targetId": tab.target_id }),
+                None,
+            );
+        }
+        self.conn.close();
+    }
 }
 
 /// A Chromium instance for one session.
 pub struct Browser {
     options: LaunchOptions,
+    /// The person's own browser's DevTools address, when attaching to it
+    /// instead of starting one.
+    attach_to: Option<SocketAddr>,
     guard: Arc<dyn NavigationGuard>,
     running: tokio::sync::Mutex<Option<Running>>,
 }
@@ -252,9 +280,36 @@ impl Browser {
     pub fn new(options: LaunchOptions, guard: Arc<dyn NavigationGuard>) -> Self {
         Self {
             options,
+            attach_to: None,
             guard,
             running: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// A browser that, on first use, attaches to the person's own Chrome at
+    /// `address` (`http://127.0.0.1:PORT`, loopback only) instead of starting
+    /// one. Cubicle works in tabs of its own, never reads or touches the
+    /// person's other tabs, closes only its own tabs at the end and leaves
+    /// the browser running. That browser does not use the session's egress
+    /// proxy, so every request of Cubicle's tabs is checked against `guard`
+    /// inside the browser and failed when the guard refuses its host.
+    /// `options.proxy`, `executable` and `headless` do not apply, and
+    /// downloads follow the person's browser's own settings.
+    pub fn attached(
+        address: &str,
+        options: LaunchOptions,
+        guard: Arc<dyn NavigationGuard>,
+    ) -> Result<Self, BrowserError> {
+        let addr = attach::parse_address(address)?;
+        Ok(Self {
+            attach_to: Some(addr),
+            ..Self::new(options, guard)
+        })
+    }
+
+    /// The person's browser's DevTools address, when attaching to it.
+    pub fn attached_to(&self) -> Option<SocketAddr> {
+        self.attach_to
     }
 
     /// The launch options.
@@ -272,13 +327,29 @@ impl Browser {
     pub async fn shutdown(&self) {
         let mut slot = self.running.lock().await;
         if let Some(mut r) = slot.take() {
+            let Some(child) = r.child.as_mut() else {
+                // The person's browser: close Cubicle's own tabs only, and
+                // the connection (when `r` drops).
+                for tab in std::mem::take(&mut r.tabs) {
+                    let _ = r
+                        .conn
+                        .call(
+                            "Target.closeTarget",
+                            json!({ "targetId": tab.target_id }),
+                            None,
+                            Duration::from_secs(2),
+                        )
+                        .await;
+                }
+                return;
+            };
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
                 r.conn
                     .call("Browser.close", json!({}), None, Duration::from_secs(2)),
             )
             .await;
-            let _ = tokio::time::timeout(Duration::from_secs(3), r.child.wait()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
         }
     }
 
@@ -288,7 +359,7 @@ impl Browser {
             .lock()
             .await
             .as_ref()
-            .and_then(|r| r.child.id())
+            .and_then(|r| r.child.as_ref()?.id())
     }
 
     async fn ensure<'a>(
@@ -299,7 +370,7 @@ impl Browser {
         if let Some(r) = slot.as_mut() {
             if let Some(why) = r.conn.closed() {
                 crashed = Some(why);
-            } else if let Ok(Some(status)) = r.child.try_wait() {
+            } else if let Some(Ok(Some(status))) = r.child.as_mut().map(Child::try_wait) {
                 crashed = Some(format!("the browser exited with {status}"));
             }
         }
@@ -318,6 +389,9 @@ impl Browser {
     }
 
     async fn launch(&self) -> Result<Running, BrowserError> {
+        if let Some(addr) = self.attach_to {
+            return self.attach_running(addr).await;
+        }
         let program = launch::find_executable(self.options.executable.as_deref())?;
         let profile = tempfile::Builder::new()
             .prefix("cubicle-browser-")
@@ -357,7 +431,8 @@ impl Browser {
             Box::new(move |ev: &CdpEvent, send| state::lock(&for_events).on_event(ev, send)),
         );
         let mut running = Running {
-            child: launched.child,
+            ours: Arc::default(),
+            child: Some(launched.child),
             conn,
             state,
             stderr,
@@ -372,7 +447,12 @@ impl Browser {
             .await
         {
             // Give a dying browser a moment so that its last words are read.
-            let status = tokio::time::timeout(Duration::from_secs(2), running.child.wait()).await;
+            let status = match running.child.as_mut() {
+                Some(child) => tokio::time::timeout(Duration::from_secs(2), child.wait())
+                    .await
+                    .ok(),
+                None => None,
+            };
             let tail: Vec<String> = running
                 .stderr
                 .lock()
@@ -381,7 +461,7 @@ impl Browser {
                 .cloned()
                 .collect();
             let mut detail = match status {
-                Ok(Ok(s)) => format!("it exited with {s}"),
+                Some(Ok(s)) => format!("it exited with {s}"),
                 _ => format!("it did not answer: {e}"),
             };
             if !tail.is_empty() {
@@ -422,9 +502,80 @@ impl Browser {
         Ok(running)
     }
 
+    /// Connects to the person's own browser and opens Cubicle's tab in it.
+    async fn attach_running(&self, addr: SocketAddr) -> Result<Running, BrowserError> {
+        let ws = attach::connect(addr, STARTUP_TIMEOUT).await?;
+        // Downloads keep the person's browser's own settings (see
+        // `Browser::attached`); the folder stays empty.
+        let profile = tempfile::Builder::new()
+            .prefix("cubicle-browser-")
+            .tempdir()
+            .map_err(|source| BrowserError::Io {
+                context: "creating the browser's download directory".into(),
+                source,
+            })?;
+        let state = Arc::new(Mutex::new(State::new(profile.path().to_owned())));
+        let for_events = state.clone();
+        let guard = self.guard.clone();
+        let ours: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let known = ours.clone();
+        let conn = Connection::start_websocket(
+            ws,
+            Box::new(move |ev: &CdpEvent, send| {
+                match ev.method.as_str() {
+                    "Fetch.requestPaused" => filter_request(guard.as_ref(), ev, send),
+                    "Target.attachedToTarget" => guard_child(&known, ev, send),
+                    _ => {}
+                }
+                state::lock(&for_events).on_event(ev, send);
+            }),
+        );
+        let t = self.options.call_timeout;
+        conn.call("Browser.getVersion", json!({}), None, STARTUP_TIMEOUT)
+            .await
+            .map_err(|e| BrowserError::Attach {
+                address: format!("http://{addr}"),
+                detail: format!("the browser did not answer: {e}"),
+            })?;
+        // New tabs are held as they open, so that a tab one of Cubicle's
+        // tabs opens (a link with target=_blank, say) is guarded before its
+        // first request; any other is let go at once, untouched.
+        conn.call(
+            "Target.setAutoAttach",
+            json!({
+                "autoAttach": true,
+                "waitForDebuggerOnStart": true,
+                "flatten": true,
+                "filter": [{ "type": "page" }],
+            }),
+            None,
+            t,
+        )
+        .await?;
+        let target = create_target(&conn, t).await?;
+        let mut running = Running {
+            ours,
+            child: None,
+            conn,
+            state,
+            stderr: Arc::new(Mutex::new(VecDeque::new())),
+            tabs: Vec::new(),
+            current: 0,
+            next_tab: 1,
+            _profile: profile,
+        };
+        self.attach(&mut running, target).await?;
+        Ok(running)
+    }
+
     /// Attaches to a page target, sets it up and makes it the current tab.
     async fn attach(&self, r: &mut Running, target_id: String) -> Result<(), BrowserError> {
         let t = self.options.call_timeout;
+        // Known as Cubicle's before the attachment is announced.
+        r.ours
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(target_id.clone());
         let attached = r
             .conn
             .call(
@@ -444,6 +595,7 @@ impl Browser {
         state::lock(&r.state)
             .main_frames
             .insert(session.clone(), target_id.clone());
+
         let s = Some(session.as_str());
         let (a, b, c) = tokio::join!(
             r.conn.call("Page.enable", json!({}), s, t),
@@ -458,6 +610,18 @@ impl Browser {
         a?;
         b?;
         c?;
+        if self.attach_to.is_some() {
+            // The person's browser is not behind the egress proxy: every
+            // request of this tab, and of its out-of-process frames and
+            // workers (held at their start until guarded too), waits for
+            // the guard's word.
+            let (a, b) = tokio::join!(
+                r.conn.call("Fetch.enable", fetch_patterns(), s, t),
+                r.conn.call("Target.setAutoAttach", auto_attach(), s, t),
+            );
+            a?;
+            b?;
+        }
         let id = format!("t{}", r.next_tab);
         r.next_tab += 1;
         r.tabs.push(Tab {
@@ -1084,7 +1248,13 @@ impl Browser {
         for i in &infos {
             let id = i["targetId"].as_str().unwrap_or_default().to_owned();
             // Ours are attached; a tab we just closed may still be listed.
-            let adoptable = i["attached"] == false;
+            let mut adoptable = i["attached"] == false;
+            if self.attach_to.is_some() {
+                // In the person's browser, only tabs Cubicle's own tabs opened.
+                adoptable = i["openerId"]
+                    .as_str()
+                    .is_some_and(|o| r.tabs.iter().any(|t| t.target_id == o));
+            }
             if adoptable && !id.is_empty() && !r.tabs.iter().any(|t| t.target_id == id) {
                 // A tab closing as we look is no tab of ours.
                 match self.attach(r, id).await {
@@ -1277,6 +1447,98 @@ impl Browser {
     }
 }
 
+/// What `Fetch.enable` intercepts in the person's browser: everything.
+fn fetch_patterns() -> Value {
+    json!({ "patterns": [{ "urlPattern": "*", "requestStage": "Request" }] })
+}
+
+/// Attaches to a tab's frames and workers as they start, held until set up.
+fn auto_attach() -> Value {
+    json!({ "autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true })
+}
+
+/// Guards a frame or worker of one of Cubicle's tabs, or a tab one of them
+/// opened, attached as it started (the commands go out in order, before it
+/// runs), and its own children in turn. A tab of the person's is let go.
+fn guard_child(ours: &Mutex<HashSet<String>>, ev: &CdpEvent, send: &CommandSender) {
+    let Some(child) = ev.params["sessionId"].as_str() else {
+        return;
+    };
+    let info = &ev.params["targetInfo"];
+    if ev.session_id.is_none() {
+        // A page, held by the browser-wide auto-attach (or Cubicle's own
+        // attachment to one of its tabs).
+        let waiting = ev.params["waitingForDebugger"] == true;
+        let mut ours = ours
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if info["targetId"].as_str().is_some_and(|t| ours.contains(t)) {
+            // Cubicle's own attachment to one of its tabs, set up in `attach`.
+            if waiting {
+                send.fire("Runtime.runIfWaitingForDebugger", json!({}), Some(child));
+            }
+            return;
+        }
+        let opened_by_ours = info["openerId"].as_str().is_some_and(|o| ours.contains(o));
+        if !opened_by_ours {
+            // The person's tab (or Cubicle's next one, before it is known):
+            // let it run and let go of it.
+            if waiting {
+                send.fire("Runtime.runIfWaitingForDebugger", json!({}), Some(child));
+            }
+            send.fire(
+                "Target.detachFromTarget",
+                json!({ "sessionId": child }),
+                None,
+            );
+            return;
+        }
+        if let Some(id) = info["targetId"].as_str() {
+            ours.insert(id.to_owned());
+        }
+    }
+    let child = Some(child);
+    send.fire("Fetch.enable", fetch_patterns(), child);
+    send.fire("Target.setAutoAttach", auto_attach(), child);
+    send.fire("Runtime.runIfWaitingForDebugger", json!({}), child);
+}
+
+/// Lets a paused request of one of Cubicle's tabs in the person's browser
+/// go on when the guard allows its host, and fails it otherwise.
+fn filter_request(guard: &dyn NavigationGuard, ev: &CdpEvent, send: &CommandSender) {
+    let Some(id) = ev.params["requestId"].as_str() else {
+        return;
+    };
+    let url = ev.params["request"]["url"].as_str().unwrap_or_default();
+    let session = ev.session_id.as_deref();
+    if request_allowed(guard, url) {
+        send.fire("Fetch.continueRequest", json!({ "requestId": id }), session);
+    } else {
+        tracing::info!(url, "blocked a request of the browser sub-agent's tab");
+        send.fire(
+            "Fetch.failRequest",
+            json!({ "requestId": id, "errorReason": "BlockedByClient" }),
+            session,
+        );
+    }
+}
+
+/// Whether a request's URL may be fetched: http(s) and WebSocket requests
+/// to hosts the guard allows; data and blob URLs carry no host.
+fn request_allowed(guard: &dyn NavigationGuard, url: &str) -> bool {
+    let scheme = url
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    match scheme.as_str() {
+        "http" | "https" | "ws" | "wss" => {
+            cubicle_policy::host_of_url(url).is_some_and(|host| guard.check_host(&host).is_ok())
+        }
+        "data" | "blob" => true,
+        _ => false,
+    }
+}
+
 fn current(r: &Running) -> Result<&Tab, BrowserError> {
     r.tabs
         .get(r.current)
@@ -1343,6 +1605,27 @@ fn explain_net_error(code: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_follow_the_guard() {
+        struct Only;
+        impl NavigationGuard for Only {
+            fn check_host(&self, host: &str) -> Result<(), String> {
+                if host == "shop.test" {
+                    Ok(())
+                } else {
+                    Err("no".into())
+                }
+            }
+        }
+        assert!(request_allowed(&Only, "https://shop.test/a.js"));
+        assert!(request_allowed(&Only, "wss://shop.test/live"));
+        assert!(request_allowed(&Only, "data:image/png;base64,AAAA"));
+        assert!(!request_allowed(&Only, "https://evil.test/pixel.gif"));
+        assert!(!request_allowed(&Only, "http://shop.test@evil.test/"));
+        assert!(!request_allowed(&Only, "ftp://shop.test/file"));
+        assert!(!request_allowed(&Only, "file:///etc/passwd"));
+    }
 
     #[test]
     fn purchases_are_recognised() {

@@ -6,6 +6,11 @@
 //! page) can connect to the browser and drive it. Commands carry the flat
 //! `sessionId` of the tab they are for; responses are matched by id.
 //!
+//! The same client also speaks over a WebSocket, for attaching to a browser
+//! the person started with `--remote-debugging-port` ([`Connection::start_websocket`]):
+//! only the framing differs, so each transport is a reader task and a writer
+//! task around the shared dispatch.
+//!
 //! Events go two ways: a synchronous handler sees every event, in order, and
 //! keeps the browser's state (logs, downloads, dialogs); a broadcast channel
 //! lets a caller wait for one event (a page load) without polling.
@@ -16,9 +21,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::error::BrowserError;
 
@@ -83,9 +92,15 @@ fn encode(id: u64, method: &str, params: Value, session: Option<&str>) -> Vec<u8
     if let Some(s) = session {
         msg["sessionId"] = Value::String(s.to_owned());
     }
-    let mut bytes = serde_json::to_vec(&msg).unwrap_or_default();
-    bytes.push(0);
-    bytes
+    serde_json::to_vec(&msg).unwrap_or_default()
+}
+
+/// What a transport's reader task hands each message to.
+struct Inbound {
+    pending: Arc<Mutex<Pending>>,
+    events: broadcast::Sender<Arc<CdpEvent>>,
+    handler: EventHandler,
+    sender: CommandSender,
 }
 
 impl Connection {
@@ -95,6 +110,25 @@ impl Connection {
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
+        let (conn, rx, inbound) = Self::assemble(handler);
+        tokio::spawn(write_loop(writer, rx, conn.pending.clone()));
+        tokio::spawn(read_loop(reader, inbound));
+        conn
+    }
+
+    /// Starts the reader and writer tasks over a DevTools WebSocket.
+    pub fn start_websocket<S>(ws: WebSocketStream<S>, handler: EventHandler) -> Arc<Self>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let (conn, rx, inbound) = Self::assemble(handler);
+        let (sink, stream) = ws.split();
+        tokio::spawn(ws_write_loop(sink, rx, conn.pending.clone()));
+        tokio::spawn(ws_read_loop(stream, inbound));
+        conn
+    }
+
+    fn assemble(handler: EventHandler) -> (Arc<Self>, mpsc::UnboundedReceiver<Vec<u8>>, Inbound) {
         let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -102,19 +136,25 @@ impl Connection {
             tx,
             next_id: Arc::new(AtomicU64::new(1)),
         };
-        tokio::spawn(write_loop(writer, rx, pending.clone()));
-        tokio::spawn(read_loop(
-            reader,
-            pending.clone(),
-            events.clone(),
+        let inbound = Inbound {
+            pending: pending.clone(),
+            events: events.clone(),
             handler,
-            sender.clone(),
-        ));
-        Arc::new(Self {
+            sender: sender.clone(),
+        };
+        let conn = Arc::new(Self {
             sender,
             pending,
             events,
-        })
+        });
+        (conn, rx, inbound)
+    }
+
+    /// Closes the connection once the commands queued so far are sent (for a
+    /// WebSocket, with a close frame; for the pipe, by closing Cubicle's end).
+    pub fn close(&self) {
+        // `encode` never makes an empty message: an empty one means "close".
+        let _ = self.sender.tx.send(Vec::new());
     }
 
     /// Why the connection is closed, if it is.
@@ -197,7 +237,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     pending: Arc<Mutex<Pending>>,
 ) {
-    while let Some(msg) = rx.recv().await {
+    while let Some(mut msg) = rx.recv().await {
+        if msg.is_empty() {
+            let _ = writer.shutdown().await;
+            return;
+        }
+        msg.push(0);
         if let Err(e) = writer.write_all(&msg).await {
             close(&pending, format!("writing to the browser failed: {e}"));
             return;
@@ -211,34 +256,83 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    reader: R,
-    pending: Arc<Mutex<Pending>>,
-    events: broadcast::Sender<Arc<CdpEvent>>,
-    handler: EventHandler,
-    sender: CommandSender,
-) {
+async fn read_loop<R: AsyncRead + Unpin>(reader: R, inbound: Inbound) {
     let mut reader = BufReader::with_capacity(1 << 16, reader);
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match read_message(&mut reader, &mut buf).await {
-            Ok(true) => {}
+            Ok(true) => inbound.deliver(&buf),
             Ok(false) => {
-                close(&pending, "the browser process exited".into());
+                close(&inbound.pending, "the browser process exited".into());
                 return;
             }
             Err(why) => {
-                close(&pending, why);
+                close(&inbound.pending, why);
                 return;
             }
         }
-        let Ok(msg) = serde_json::from_slice::<Value>(&buf) else {
+    }
+}
+
+async fn ws_write_loop<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    pending: Arc<Mutex<Pending>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(msg) = rx.recv().await {
+        if msg.is_empty() {
+            break;
+        }
+        // `encode` makes JSON, which is UTF-8.
+        let text = String::from_utf8_lossy(&msg).into_owned();
+        if let Err(e) = sink.send(Message::text(text)).await {
+            close(&pending, format!("writing to the browser failed: {e}"));
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+async fn ws_read_loop<S>(mut stream: SplitStream<WebSocketStream<S>>, inbound: Inbound)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(text))) => inbound.deliver(text.as_bytes()),
+            Some(Ok(Message::Binary(bytes))) => inbound.deliver(&bytes),
+            Some(Ok(Message::Close(_))) | None => {
+                close(
+                    &inbound.pending,
+                    "the browser closed the DevTools connection".into(),
+                );
+                return;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                close(
+                    &inbound.pending,
+                    format!("reading from the browser failed: {e}"),
+                );
+                return;
+            }
+        }
+    }
+}
+
+impl Inbound {
+    /// Matches an answer to its waiter, or hands an event to the handler
+    /// and the subscribers.
+    fn deliver(&self, bytes: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<Value>(bytes) else {
             tracing::warn!("ignoring a DevTools message that is not JSON");
-            continue;
+            return;
         };
         if let Some(id) = msg.get("id").and_then(Value::as_u64) {
-            let reply = lock(&pending).waiting.remove(&id);
+            let reply = lock(&self.pending).waiting.remove(&id);
             if let Some(reply) = reply {
                 let result = match msg.get("error") {
                     Some(err) => Err(err
@@ -249,10 +343,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 };
                 let _ = reply.send(result);
             }
-            continue;
+            return;
         }
         let Some(method) = msg.get("method").and_then(Value::as_str) else {
-            continue;
+            return;
         };
         let event = CdpEvent {
             method: method.to_owned(),
@@ -262,8 +356,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 .and_then(Value::as_str)
                 .map(str::to_owned),
         };
-        handler(&event, &sender);
-        let _ = events.send(Arc::new(event));
+        (self.handler)(&event, &self.sender);
+        let _ = self.events.send(Arc::new(event));
     }
 }
 

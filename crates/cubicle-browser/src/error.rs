@@ -24,6 +24,14 @@ pub enum BrowserError {
         /// What happened, with the tail of the browser's own output.
         detail: String,
     },
+    /// The person's own browser could not be attached to.
+    #[error("could not attach to your browser at {address}: {detail}")]
+    Attach {
+        /// The DevTools address given.
+        address: String,
+        /// What went wrong and what to do about it.
+        detail: String,
+    },
     /// The browser process went away; it is restarted on the next call.
     #[error(
         "the browser crashed ({detail}); it has been restarted with fresh tabs, so open the page again with browser_navigate"

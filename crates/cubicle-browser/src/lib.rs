@@ -15,9 +15,19 @@
 //! Passwords and card details are never typed and purchase buttons never
 //! clicked; such pages pause the sub-agent so that the person takes over.
 //!
+//! With the person's consent and a policy that allows it
+//! (`browser.allow_attach`), [`Browser::attached`] drives the person's own
+//! Chrome instead, over its loopback `--remote-debugging-port` ([`attach`]):
+//! Cubicle works in tabs of its own (and tabs they open), never the
+//! person's, closes only those at the end and leaves the browser running.
+//! That browser is not behind the egress proxy, so the guard is enforced
+//! inside it: every request of Cubicle's tabs, their frames and workers is
+//! paused (`Fetch`) and failed unless the guard allows its host.
+//!
 //! [`Browser`] owns the process (started on first use, restarted after a
 //! crash or hang); [`tools`] exposes it to the model.
 
+pub mod attach;
 pub mod browser;
 pub mod cdp;
 mod error;

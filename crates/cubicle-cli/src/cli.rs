@@ -122,6 +122,12 @@ pub struct SessionOpts {
     /// Any setting, as KEY=TOML-VALUE (see `cubicle policy show`). Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
+    /// Let the browser sub-agent use your own Chrome, started with
+    /// --remote-debugging-port, at this loopback address (e.g.
+    /// http://127.0.0.1:9222), with your logged-in sessions. Needs
+    /// `browser.allow_attach = true`; you are asked before it starts.
+    #[arg(long, value_name = "URL")]
+    pub attach_browser: Option<String>,
     /// Trust the granted folders: load their .cubicle/settings.toml.
     #[arg(long)]
     pub trust: bool,
@@ -158,6 +164,7 @@ impl SessionOpts {
             deny: Vec::new(),
             allow_domain: Vec::new(),
             settings: Vec::new(),
+            attach_browser: None,
             trust: false,
             max_turns: None,
             max_tokens: None,

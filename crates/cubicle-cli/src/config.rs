@@ -21,6 +21,10 @@ pub struct Config {
     pub backend: Option<String>,
     /// Default model-call limit per session.
     pub max_turns: Option<u32>,
+    /// The DevTools address of the person's own Chrome for the browser
+    /// sub-agent, e.g. `http://127.0.0.1:9222` (needs
+    /// `browser.allow_attach = true` in the policy).
+    pub browser_attach: Option<String>,
 }
 
 /// The config folder: `$XDG_CONFIG_HOME/cubicle` or `~/.config/cubicle`.
@@ -103,6 +107,17 @@ mod tests {
         assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("1h30").is_err());
+    }
+
+    #[test]
+    fn browser_attach_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "browser_attach = \"http://127.0.0.1:9222\"\n").unwrap();
+        assert_eq!(
+            Config::load_from(&p).unwrap().browser_attach.as_deref(),
+            Some("http://127.0.0.1:9222")
+        );
     }
 
     #[test]

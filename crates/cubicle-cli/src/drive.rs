@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cubicle_agent::{
-    PolicyGate, SessionConfig, SessionHandle, SessionParams, Store, Transcript, TranscriptWriter,
+    SessionConfig, SessionHandle, SessionParams, Store, Transcript, TranscriptWriter,
 };
 use cubicle_models::ModelClient;
 use cubicle_models::provider::{ProviderSpec, resolve as resolve_provider};
@@ -176,9 +176,14 @@ async fn reopen(
     let (hooks, mcp) = start_plugins(plugins, &computer, &id, &path, &policy).await;
     let mut tools = tools_for(&policy);
     tools.extend(mcp);
+    let attach = crate::browser_cmd::attach_address(
+        &policy,
+        None,
+        Config::load()?.browser_attach.as_deref(),
+    );
     let config = SessionConfig {
         interactive,
-        delegates: crate::browser_cmd::delegate(&policy, &egress.proxy)
+        delegates: crate::browser_cmd::delegate(&policy, &egress.proxy, attach.as_deref())
             .await
             .into_iter()
             .collect(),
@@ -191,7 +196,7 @@ async fn reopen(
         computer: computer.clone(),
         transcript: writer,
         tools,
-        gate: Arc::new(PolicyGate(policy.clone())),
+        gate: crate::browser_cmd::session_gate(&policy, attach.is_some()),
         config,
         history: transcript.history(),
         audit: Some(audit.clone()),
@@ -325,13 +330,18 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     )
     .await;
     tools.extend(mcp);
+    let attach = crate::browser_cmd::attach_address(
+        &policy,
+        opts.attach_browser.as_deref(),
+        config.browser_attach.as_deref(),
+    );
     let session_config = SessionConfig {
         interactive: !opts.no_input,
         prompt_appendix: skills.prompt.clone(),
         max_turns: opts.max_turns.or(config.max_turns).unwrap_or(200),
         max_total_tokens: opts.max_tokens,
         max_wall: time_limit,
-        delegates: crate::browser_cmd::delegate(&policy, &egress.proxy)
+        delegates: crate::browser_cmd::delegate(&policy, &egress.proxy, attach.as_deref())
             .await
             .into_iter()
             .collect(),
@@ -344,7 +354,7 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         computer: computer.clone(),
         transcript: writer,
         tools,
-        gate: Arc::new(PolicyGate(policy.clone())),
+        gate: crate::browser_cmd::session_gate(&policy, attach.is_some()),
         config: session_config,
         history: Vec::new(),
         audit: Some(audit.clone()),

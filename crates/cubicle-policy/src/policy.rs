@@ -575,6 +575,11 @@ fn merge(parsed: Vec<ParsedSource>, notices: &mut Vec<Notice>) -> Policy {
                         "ignored: only your own, the command line's or your administrator's \
                          settings can open the server to the network",
                     )
+                } else if source.layer == Layer::Project && key == schema::BROWSER_ALLOW_ATTACH {
+                    Some(
+                        "ignored: only your own, the command line's or your administrator's \
+                         settings can let the agent use your own browser",
+                    )
                 } else {
                     None
                 };

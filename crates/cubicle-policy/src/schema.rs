@@ -179,6 +179,16 @@ pub const SCHEMA: &[KeySpec] = &[
               only). Not read from a project's settings.",
     },
     KeySpec {
+        key: BROWSER_ALLOW_ATTACH,
+        kind: ValueKind::Bool,
+        merge: Merge::Highest,
+        managed_only: false,
+        default: "false",
+        doc: "Let the browser sub-agent attach to the person's own Chrome over its \
+              remote-debugging port (`--attach-browser`), with their logged-in sessions, once \
+              they consent. Not read from a project's settings.",
+    },
+    KeySpec {
         key: "tools.disabled",
         kind: ValueKind::Tools,
         merge: Merge::Accumulate,
@@ -205,12 +215,16 @@ pub const SECTIONS: &[&str] = &[
     "models",
     "marketplaces",
     "server",
+    "browser",
     "tools",
     "locks",
 ];
 
 /// The key that lets the local server listen beyond loopback.
 pub const SERVER_ALLOW_REMOTE: &str = "server.allow_remote";
+
+/// The key that lets the browser sub-agent attach to the person's own Chrome.
+pub const BROWSER_ALLOW_ATTACH: &str = "browser.allow_attach";
 
 /// The spec of a dotted key, if it is one.
 pub fn find(key: &str) -> Option<&'static KeySpec> {

@@ -126,6 +126,7 @@ fn no_files_at_all_gives_the_defaults() {
             "marketplaces.allow = [\"*\"] — from default",
             "marketplaces.block = [] — from default",
             "server.allow_remote = false — from default",
+            "browser.allow_attach = false — from default",
             "tools.disabled = [] — from default",
             "locks.keys = [] — from default",
         ]
@@ -877,5 +878,47 @@ fn a_project_cannot_open_the_server_to_the_network() {
             .iter()
             .any(|n| n.key.as_deref() == Some("server.allow_remote")
                 && n.message.contains("open the server to the network"))
+    );
+}
+
+#[test]
+fn a_project_cannot_let_the_agent_use_the_persons_browser() {
+    let machine = Machine::new();
+    let (_, project) = machine.project("Shared", "[browser]\nallow_attach = true\n");
+    let policy = machine.load_with(
+        &CommandLineSettings::default(),
+        std::slice::from_ref(&project),
+    );
+    let attach = setting(&policy, "browser.allow_attach");
+    assert_eq!(attach.len(), 1);
+    assert!(
+        attach[0]
+            .to_string()
+            .starts_with("browser.allow_attach = false"),
+        "{}",
+        attach[0]
+    );
+    assert!(
+        policy
+            .notices()
+            .iter()
+            .any(|n| n.key.as_deref() == Some("browser.allow_attach")
+                && n.message.contains("use your own browser"))
+    );
+}
+
+#[test]
+fn the_person_can_allow_attaching_to_their_browser() {
+    let machine = Machine::new();
+    machine.user("[browser]\nallow_attach = true\n");
+    let policy = machine.load();
+    let attach = setting(&policy, "browser.allow_attach");
+    assert_eq!(attach.len(), 1);
+    assert!(
+        attach[0]
+            .to_string()
+            .starts_with("browser.allow_attach = true"),
+        "{}",
+        attach[0]
     );
 }

