@@ -58,19 +58,55 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// Stdin and stdout as non-blocking pipes registered with the reactor, when
-/// both are pipes.
+/// Stdin and stdout registered with the reactor, when both are pipes (the
+/// host and jail backends) or character devices (the VM's virtio-serial
+/// port), which poll like pipes once non-blocking. Anything else is read
+/// through tokio's blocking threads.
+///
+/// In a VM this matters beyond speed: a thread per read means the channel
+/// needs new threads now and then, and a fork bomb that fills the session's
+/// `pids` cgroup (which the guest shares with its commands) would leave the
+/// guest unable to read the host's pings.
 fn stdio_pipes() -> Option<(
     tokio::net::unix::pipe::Receiver,
     tokio::net::unix::pipe::Sender,
 )> {
     use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::fs::FileTypeExt as _;
     let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().ok();
     let stdin: OwnedFd = dup(std::io::stdin().as_fd())?;
     let stdout: OwnedFd = dup(std::io::stdout().as_fd())?;
-    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin).ok()?;
-    let writer = tokio::net::unix::pipe::Sender::from_owned_fd(stdout).ok()?;
-    Some((reader, writer))
+    let kind = |fd: &OwnedFd| {
+        std::fs::File::from(fd.try_clone().ok()?)
+            .metadata()
+            .ok()
+            .map(|m| m.file_type())
+    };
+    let (in_kind, out_kind) = (kind(&stdin)?, kind(&stdout)?);
+    if in_kind.is_fifo() && out_kind.is_fifo() {
+        let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin).ok()?;
+        let writer = tokio::net::unix::pipe::Sender::from_owned_fd(stdout).ok()?;
+        return Some((reader, writer));
+    }
+    if in_kind.is_char_device() && out_kind.is_char_device() {
+        for fd in [&stdin, &stdout] {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: fcntl on a descriptor this function owns; F_GETFL and
+            // F_SETFL touch no memory.
+            let ok = unsafe {
+                let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+                flags >= 0
+                    && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
+            };
+            if !ok {
+                return None;
+            }
+        }
+        let reader = tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(stdin).ok()?;
+        let writer = tokio::net::unix::pipe::Sender::from_owned_fd_unchecked(stdout).ok()?;
+        return Some((reader, writer));
+    }
+    None
 }
 
 /// Serves the protocol on this process's stdin and stdout until the host
@@ -113,9 +149,9 @@ pub fn run_stdio() -> std::process::ExitCode {
                 _ => std::future::pending().await,
             }
         };
-        // Pipes (every backend's channel) are driven by the reactor; tokio's
-        // own stdin/stdout go through a blocking thread per read, which costs
-        // a thread hop on every frame.
+        // Pipes and the VM's port are driven by the reactor; tokio's own
+        // stdin/stdout go through a blocking thread per read, which costs a
+        // thread hop on every frame.
         match stdio_pipes() {
             Some((reader, writer)) => serve_until(reader, writer, stop).await,
             None => serve_until(tokio::io::stdin(), tokio::io::stdout(), stop).await,
