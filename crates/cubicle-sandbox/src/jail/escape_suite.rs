@@ -640,12 +640,14 @@ pub const PROBES: &[Probe] = &[
     probe!(
         "fork-bomb",
         Resources,
-        // `sleep` is forked before the bomb and only waited on after it:
-        // the shell that reports must not need a fork while the bomb
-        // holds every process slot, or it dies with "Cannot fork" and
-        // the probe cannot tell.
+        // The reporting shell must not need a fork while the bomb holds
+        // every process slot, or it dies with "Cannot fork" and the probe
+        // cannot tell: `sleep` is forked before the bomb, the bomb starts
+        // in one subshell (dash forks each part of a pipeline itself, so
+        // `bomb | bomb &` here would need a second fork mid-bomb), and the
+        // wait is a builtin.
         Attack::Shell(
-            "exec 2>/dev/null; sleep 4 & s=$!; bomb() { bomb | bomb & }; bomb; wait $s; echo CONTAINED"
+            "exec 2>/dev/null; sleep 4 & s=$!; bomb() { bomb | bomb & }; (bomb) & wait $s; echo CONTAINED"
         ),
         &["sleep"],
         8_000,
