@@ -40,6 +40,9 @@ pub fn resolve(name: &str) -> Result<&'static str> {
         "vm" => Ok("vm"),
         "host" => Ok("host"),
         "auto" => {
+            if vm_with_kvm().is_ok() {
+                return Ok("vm");
+            }
             let features = probe::probe();
             if probe::jail_usable(&features) {
                 Ok("jail")
@@ -60,6 +63,30 @@ pub fn resolve(name: &str) -> Result<&'static str> {
             BACKENDS.join(", ")
         ),
     }
+}
+
+/// Whether `auto` takes the VM: a cubicle image is built and KVM boots it
+/// (a probe VM, its verdict kept in `~/.cache/cubicle/kvm-probe`). Under
+/// TCG a VM is isolated but slow, so `auto` then takes the jail; `--backend
+/// vm` still runs it.
+pub fn vm_with_kvm() -> std::result::Result<(), String> {
+    let image = built_image().map_err(|e| e.to_string())?;
+    cubicle_sandbox::vm::accel::kvm_usable_blocking(
+        std::path::Path::new("qemu-system-x86_64"),
+        &cubicle_sandbox::vm::VmImage::from_image(&image),
+    )
+}
+
+/// The newest built image, `office` before `minimal`.
+fn built_image() -> Result<cubicle_image::Image> {
+    let cache = cubicle_image::default_cache_dir()?;
+    cubicle_image::find_latest(&cache, cubicle_image::Profile::Office)
+        .or_else(|_| cubicle_image::find_latest(&cache, cubicle_image::Profile::Minimal))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no cubicle image is built for the vm backend — run `cubicle image build` (needs root, mmdebstrap, erofs-utils and qemu-system-x86)"
+            )
+        })
 }
 
 /// The guest program: an installed `cubicle-guest`, else this binary, which
@@ -126,14 +153,7 @@ pub async fn start(
             Ok(Arc::new(computer))
         }
         "vm" => {
-            let cache = cubicle_image::default_cache_dir()?;
-            let image = cubicle_image::find_latest(&cache, cubicle_image::Profile::Office)
-                .or_else(|_| cubicle_image::find_latest(&cache, cubicle_image::Profile::Minimal))
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no cubicle image is built for the vm backend — run `cubicle image build` (needs root, mmdebstrap, erofs-utils and qemu-system-x86)"
-                    )
-                })?;
+            let image = built_image()?;
             cubicle_image::verify_cached(&image.dir).map_err(|e| {
                 anyhow::anyhow!(
                     "the cubicle image in {} failed verification: {e} — build a fresh one with `cubicle image build`, then remove the broken one",
@@ -145,6 +165,17 @@ pub async fn start(
                 workspace,
             );
             config.grants = grants;
+            config.read_only = options
+                .skills
+                .iter()
+                .map(|(path, host)| (format!("/mnt/.skills/{path}"), host.clone()))
+                .chain(
+                    options
+                        .plugins
+                        .iter()
+                        .map(|(name, host)| (format!("/mnt/.plugins/{name}"), host.clone())),
+                )
+                .collect();
             config.guest = Some(guest_program()?);
             config.env = options.env.clone();
             config.egress = options.egress.clone();

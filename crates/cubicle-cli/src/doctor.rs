@@ -32,6 +32,10 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
         "Backends: jail {}, host available (no isolation)",
         if jail { "usable" } else { "NOT usable" }
     );
+    match backend::vm_with_kvm() {
+        Ok(()) => println!("VM with KVM: usable"),
+        Err(why) => println!("VM with KVM: not used by `auto` ({why})"),
+    }
     match backend::resolve("auto") {
         Ok(b) => println!("`--backend auto` uses: {b}"),
         Err(e) => println!("`--backend auto`: {e}"),

@@ -43,12 +43,22 @@ async fn runs_commands_and_shares_folders_as_granted() {
     std::os::unix::fs::symlink("../secret.txt", ro.join("rel-link")).unwrap();
     std::os::unix::fs::symlink("/etc/shadow", ro.join("shadow-link")).unwrap();
 
-    let vm = vm_common::start(vm_common::config(
+    // A plugin's skill, shown read-only two levels below /mnt/.skills.
+    let skill = dir.path().join("skill");
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::write(
+        skill.join("scripts/hello.sh"),
+        "echo hello from the skill\n",
+    )
+    .unwrap();
+
+    let mut config = vm_common::config(
         image,
         &ws,
         vec![grant(&ro, "ro", false), grant(&rw, "rw", true)],
-    ))
-    .await;
+    );
+    config.read_only = vec![("/mnt/.skills/plug/tool".to_owned(), skill.clone())];
+    let vm = vm_common::start(config).await;
     eprintln!("booted in {:?}; {}", vm.boot_time(), vm.accel_reason());
     let info = vm.info();
     assert_eq!((info.backend.as_str(), info.isolated), ("vm", true));
@@ -85,6 +95,18 @@ async fn runs_commands_and_shares_folders_as_granted() {
     );
     assert!(!ro.join("new.txt").exists());
     assert!(vm.write_file("/mnt/ro/p.txt", b"x".to_vec()).await.is_err());
+
+    // The skill's bundled script runs inside; its folder is read-only.
+    assert_eq!(
+        sh(&vm, "sh /mnt/.skills/plug/tool/scripts/hello.sh").await,
+        ("hello from the skill\n".to_owned(), Some(0))
+    );
+    let (_, code) = sh(&vm, "echo x > /mnt/.skills/plug/tool/scripts/hello.sh").await;
+    assert_ne!(code, Some(0));
+    assert_eq!(
+        std::fs::read_to_string(skill.join("scripts/hello.sh")).unwrap(),
+        "echo hello from the skill\n"
+    );
 
     // Read-write grant writes through.
     let (_, code) = sh(&vm, "echo new > /mnt/rw/new.txt && rm /mnt/rw/old.txt").await;

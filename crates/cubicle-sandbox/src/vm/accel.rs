@@ -73,10 +73,143 @@ pub async fn choose(wanted: Accel, qemu: &Path, image: &VmImage) -> Result<Accel
 
 async fn probe_kvm_cached(qemu: &Path, image: &VmImage) -> Result<(), String> {
     KVM_PROBE
-        .get_or_init(|| probe_kvm(qemu, image))
+        .get_or_init(|| async {
+            if let Some(verdict) = stored_verdict(qemu, image) {
+                return verdict;
+            }
+            let verdict = probe_kvm(qemu, image).await;
+            store_verdict(qemu, image, &verdict);
+            verdict
+        })
         .await
         .clone()
 }
+
+/// Whether KVM boots this image here, for callers outside an async context
+/// (choosing the `auto` backend). Uses the stored verdict when there is one;
+/// otherwise boots the probe VM (at most [`KVM_PROBE_TIMEOUT`]) on a thread
+/// of its own and stores what it found.
+pub fn kvm_usable_blocking(qemu: &Path, image: &VmImage) -> Result<(), String> {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return Err(format!("cannot open /dev/kvm: {e}"));
+    }
+    if let Some(verdict) = stored_verdict(qemu, image) {
+        return verdict;
+    }
+    let (qemu, image) = (qemu.to_owned(), image.clone());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the KVM probe: {e}"))?;
+        let verdict = runtime.block_on(probe_kvm(&qemu, &image));
+        store_verdict(&qemu, &image, &verdict);
+        verdict
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the KVM probe failed".to_owned()))
+}
+
+/// Where the probe's verdict is kept between runs: booting a probe VM costs
+/// up to [`KVM_PROBE_TIMEOUT`] on a host whose KVM cannot run the kernel, too
+/// long to pay at every start.
+fn verdict_file() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| std::path::PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("cubicle/kvm-probe"))
+}
+
+/// What the verdict depends on: the host kernel, the QEMU binary and the
+/// guest kernel. A change to any of them probes again.
+fn verdict_key(qemu: &Path, image: &VmImage) -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let stamp = |p: &Path| -> Option<String> {
+        let m = std::fs::metadata(p).ok()?;
+        let mtime = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(format!("{}:{}:{mtime}", p.display(), m.len()))
+    };
+    let qemu = if qemu.components().count() > 1 {
+        qemu.to_owned()
+    } else {
+        which(qemu)?
+    };
+    Some(format!(
+        "v1 {} {} {}",
+        release.trim(),
+        stamp(&qemu)?,
+        stamp(&image.kernel)?
+    ))
+}
+
+fn which(program: &Path) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn stored_verdict(qemu: &Path, image: &VmImage) -> Option<Result<(), String>> {
+    read_verdict(&verdict_file()?, &verdict_key(qemu, image)?)
+}
+
+fn read_verdict(file: &Path, key: &str) -> Option<Result<(), String>> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let (stored_key, verdict) = text.split_once('\n')?;
+    if stored_key != key {
+        return None;
+    }
+    Some(match verdict.strip_prefix("err ") {
+        Some(why) => Err(why.trim_end().to_owned()),
+        None if verdict.trim_end() == "ok" => Ok(()),
+        None => return None,
+    })
+}
+
+/// Stores what a probe VM's boot showed. Failures to start the probe at all
+/// (no `/dev/kvm` access, no QEMU) are not stored: they are cheap to find
+/// again and the person may fix them.
+fn store_verdict(qemu: &Path, image: &VmImage, verdict: &Result<(), String>) {
+    if matches!(verdict, Err(why) if !why.starts_with(PROBE_FAILED)) {
+        return;
+    }
+    if let (Some(key), Some(file)) = (verdict_key(qemu, image), verdict_file()) {
+        write_verdict(&file, &key, verdict);
+    }
+}
+
+/// Writes a verdict atomically; a cache that cannot be written only means
+/// the next start probes again.
+fn write_verdict(file: &Path, key: &str, verdict: &Result<(), String>) {
+    let body = match verdict {
+        Ok(()) => format!("{key}\nok\n"),
+        Err(why) => format!("{key}\nerr {}\n", why.replace('\n', " ")),
+    };
+    let Some(dir) = file.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = dir.join(format!(".kvm-probe.{}", std::process::id()));
+    if std::fs::write(&tmp, body).is_ok() && std::fs::rename(&tmp, file).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// How every verdict of a probe VM that started begins.
+const PROBE_FAILED: &str = "a probe VM did not";
 
 /// Boots the image's kernel under KVM with `cubicle.probe=1` and waits for
 /// its init's probe line on the serial console.
@@ -131,10 +264,10 @@ pub async fn probe_kvm(qemu: &Path, image: &VmImage) -> Result<(), String> {
                 .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "QEMU exited before the guest's init ran".to_owned());
-            Err(format!("a probe VM did not boot under KVM: {err}"))
+            Err(format!("{PROBE_FAILED} boot under KVM: {err}"))
         }
         Err(_) => Err(format!(
-            "a probe VM did not reach its init under KVM within {} s (a paravirtualised /dev/kvm, such as PVM, cannot run a standard kernel)",
+            "{PROBE_FAILED} reach its init under KVM within {} s (a paravirtualised /dev/kvm, such as PVM, cannot run a standard kernel)",
             KVM_PROBE_TIMEOUT.as_secs()
         )),
     }
@@ -156,4 +289,42 @@ pub fn sandbox_supported(qemu: &Path) -> bool {
             })
             .unwrap_or(false)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_verdict_is_read_back_only_under_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cubicle/kvm-probe");
+        assert_eq!(read_verdict(&file, "k1"), None, "nothing stored yet");
+
+        write_verdict(&file, "k1", &Ok(()));
+        assert_eq!(read_verdict(&file, "k1"), Some(Ok(())));
+        assert_eq!(
+            read_verdict(&file, "k2"),
+            None,
+            "another host kernel or QEMU probes again"
+        );
+
+        let why = "a probe VM did not reach its init\nunder KVM".to_owned();
+        write_verdict(&file, "k2", &Err(why));
+        assert_eq!(
+            read_verdict(&file, "k2"),
+            Some(Err("a probe VM did not reach its init under KVM".to_owned()))
+        );
+        assert_eq!(read_verdict(&file, "k1"), None);
+    }
+
+    #[test]
+    fn a_garbled_verdict_file_means_probe_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kvm-probe");
+        std::fs::write(&file, "k1\nmaybe\n").unwrap();
+        assert_eq!(read_verdict(&file, "k1"), None);
+        std::fs::write(&file, "no newline at all").unwrap();
+        assert_eq!(read_verdict(&file, "no newline at all"), None);
+    }
 }

@@ -179,6 +179,23 @@ impl VmInstance {
             });
             infos.push(g.info);
         }
+        for (i, (guest, host)) in config.read_only.iter().enumerate() {
+            if !guest.starts_with("/mnt/.") || guest.split('/').any(|c| c == "..") {
+                return Err(SandboxError::Config(format!(
+                    "{} cannot be shown at {guest}: extra read-only folders go below /mnt/.",
+                    host.display()
+                )));
+            }
+            let host = std::fs::canonicalize(host).map_err(|e| {
+                SandboxError::Start(format!("cannot share {}: {e}", host.display()))
+            })?;
+            shares.push(Share {
+                tag: format!("r{i}"),
+                host,
+                guest: guest.clone(),
+                writable: false,
+            });
+        }
 
         let accel = accel::choose(config.accel, &config.qemu, &config.image)
             .await

@@ -49,6 +49,10 @@ pub struct VmConfig {
     pub image: VmImage,
     /// Host folders visible at `/mnt/<name>`.
     pub grants: Vec<Grant>,
+    /// Further host folders shown read-only at an absolute guest path below
+    /// `/mnt/.` — skills at `/mnt/.skills/<name>`, plugins at
+    /// `/mnt/.plugins/<name>` — so their bundled scripts run inside.
+    pub read_only: Vec<(String, PathBuf)>,
     /// Host directory shared at `/workspace`; created if missing.
     pub workspace: PathBuf,
     /// A guest program to share into the VM read-only and run instead of
@@ -127,6 +131,7 @@ impl VmConfig {
         Self {
             image,
             grants: Vec::new(),
+            read_only: Vec::new(),
             workspace,
             guest: None,
             memory_mib: 512,
