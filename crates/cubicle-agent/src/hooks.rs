@@ -2,7 +2,10 @@
 //! starting, a prompt, each tool call before and after, the agent stopping,
 //! compaction, the session ending. Plugins' command hooks plug in here
 //! through an adapter (the agent knows nothing of plugins); see
-//! [`SessionHooks`].
+//! [`SessionHooks`]. A [`HookVerdict`] may block the action at hand, or stop
+//! the turn altogether ([`HookVerdict::stop`], Claude Code's
+//! `"continue": false`), which the transcript records as an interruption
+//! "stopped by a hook: REASON".
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -92,6 +95,11 @@ pub struct HookVerdict {
     pub messages: Vec<String>,
     /// Hooks that failed without deciding anything: shown and recorded.
     pub errors: Vec<String>,
+    /// Stop the turn for this reason (Claude Code's `"continue": false`
+    /// with its `stopReason`): the action at hand does not happen, the
+    /// person is told, the transcript records it, and the turn ends. It
+    /// wins over every other decision; the person may send a new message.
+    pub stop: Option<String>,
 }
 
 /// Runs the hooks configured for a session. Implementations decide where

@@ -176,12 +176,19 @@ impl Agent {
         cancel: &CancellationToken,
     ) -> TurnEndReason {
         self.stop_continuations = 0;
+        // A SessionStart hook may already have asked to stop.
+        if let Some(end) = self.hook_stopped() {
+            return end;
+        }
         if let Some(text) = user_text {
             if self.id.is_none() {
                 let verdict = self
                     .shared
                     .hooks(None, HookPoint::UserPromptSubmit { prompt: &text })
                     .await;
+                if let Some(end) = self.hook_stopped() {
+                    return end;
+                }
                 if let Some(reason) = verdict.blocked {
                     return self.fail(format!("a hook blocked the prompt: {reason}"));
                 }
@@ -206,6 +213,9 @@ impl Agent {
             }
             if cancel.is_cancelled() {
                 return self.interrupted("interrupted by the person");
+            }
+            if let Some(end) = self.hook_stopped() {
+                return end;
             }
             if self.needs_compaction() {
                 self.compact(cancel).await;
@@ -392,6 +402,26 @@ impl Agent {
         TurnEndReason::Error { message }
     }
 
+    /// Ends the turn if a hook asked to stop (`"continue": false`). The
+    /// main agent consumes the request, records it and ends its turn as
+    /// done (the stop is the hook's decision, not a failure); a sub-agent
+    /// ends with an error so that its caller reaches the check too.
+    fn hook_stopped(&mut self) -> Option<TurnEndReason> {
+        let why = match self.id {
+            None => self.shared.take_stop()?,
+            Some(_) => self.shared.stop_requested()?,
+        };
+        let reason = format!("stopped by a hook: {why}");
+        self.close_open_calls(&reason);
+        self.record(Record::Interrupted {
+            reason: reason.clone(),
+        });
+        Some(match self.id {
+            None => TurnEndReason::Done,
+            Some(_) => TurnEndReason::Error { message: reason },
+        })
+    }
+
     fn interrupted(&mut self, reason: &str) -> TurnEndReason {
         self.close_open_calls("interrupted by the person before this call finished");
         self.record(Record::Interrupted {
@@ -467,7 +497,7 @@ impl Agent {
             return if go_on {
                 None
             } else {
-                Some(TurnEndReason::Done)
+                Some(self.hook_stopped().unwrap_or(TurnEndReason::Done))
             };
         }
         let results: Arc<Mutex<HashMap<String, ToolOutput>>> = Arc::default();
@@ -527,6 +557,9 @@ impl Agent {
             Some(_) => HookPoint::SubagentStop { stop_hook_active },
         };
         let verdict = self.shared.hooks(self.agent(), point).await;
+        if verdict.stop.is_some() {
+            return false;
+        }
         let Some(reason) = verdict.blocked else {
             return false;
         };
@@ -649,6 +682,16 @@ impl Agent {
                 },
             )
             .await;
+        if let Some(why) = &pre.stop {
+            let reason = format!("stopped by a hook: {why}");
+            self.record(Record::Decision {
+                call_id: id.to_owned(),
+                tool: name.to_owned(),
+                allowed: false,
+                reason: reason.clone(),
+            });
+            return ToolOutput::error(reason);
+        }
         let blocked = pre.blocked.clone().or_else(|| {
             (pre.permission == Some(HookPermission::Deny)).then(|| "denied by a hook".to_owned())
         });

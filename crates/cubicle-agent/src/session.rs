@@ -153,6 +153,9 @@ pub(crate) struct Shared {
     questions: Mutex<HashMap<String, oneshot::Sender<Vec<Answer>>>>,
     approvals: Mutex<HashMap<String, oneshot::Sender<ApprovalDecision>>>,
     turn_cancel: Mutex<Option<CancellationToken>>,
+    /// Why a hook asked to stop (`"continue": false`), until the main
+    /// agent's turn ends on it.
+    hook_stop: Mutex<Option<String>>,
     pub session_allows: Mutex<HashSet<String>>,
     /// Serialises questions and approvals so a person sees one at a time.
     pub ask_lock: tokio::sync::Mutex<()>,
@@ -238,7 +241,28 @@ impl Shared {
                 },
             );
         }
+        if let Some(why) = &verdict.stop {
+            self.emit(
+                agent,
+                Event::Notice {
+                    level: NoticeLevel::Warning,
+                    message: format!("a hook stopped the agent: {why}"),
+                },
+            );
+            lock(&self.hook_stop).get_or_insert_with(|| why.clone());
+        }
         verdict
+    }
+
+    /// Whether a hook has asked to stop and the main agent has not yet
+    /// ended its turn on it.
+    pub fn stop_requested(&self) -> Option<String> {
+        lock(&self.hook_stop).clone()
+    }
+
+    /// Takes a hook's request to stop: the main agent ends its turn on it.
+    pub fn take_stop(&self) -> Option<String> {
+        lock(&self.hook_stop).take()
     }
 
     /// Registers a pending question and returns where its answer arrives.
@@ -298,6 +322,7 @@ pub fn spawn(params: SessionParams) -> SessionHandle {
         questions: Mutex::default(),
         approvals: Mutex::default(),
         turn_cancel: Mutex::default(),
+        hook_stop: Mutex::default(),
         session_allows: Mutex::default(),
         ask_lock: tokio::sync::Mutex::new(()),
         path_locks: Mutex::default(),
@@ -345,6 +370,9 @@ async fn run_session(
         *lock(&shared.turn_cancel) = Some(cancel.clone());
         let reason = agent.run_turn(text, &cancel).await;
         *lock(&shared.turn_cancel) = None;
+        // A stop asked for in a turn that ended otherwise does not carry
+        // over to the next one.
+        shared.take_stop();
         shared.emit(
             None,
             Event::TurnEnded {

@@ -547,3 +547,98 @@ async fn pre_compact_runs_and_its_context_goes_into_the_summary_request() {
     );
     h.shutdown().await;
 }
+
+/// The transcript's `Interrupted` reasons.
+fn interruptions(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Interrupted { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn continue_false_before_a_tool_stops_the_turn_and_the_tool_does_not_run() {
+    let model = Arc::new(ScriptedModel::from_responses([
+        ScriptedModel::tool_use_response("c1", "bash", json!({ "command": "touch made.txt" })),
+        ScriptedModel::text_response("should not be called"),
+        ScriptedModel::text_response("second turn"),
+    ]));
+    let hooks = FakeHooks::new(|k, _| HookVerdict {
+        stop: (k == "PreToolUse:bash").then(|| "the build is red".to_owned()),
+        // A stop wins over an allow.
+        permission: Some(HookPermission::Allow),
+        ..HookVerdict::default()
+    });
+    let mut h = start(model.clone(), hooks.clone(), true).await;
+    let (events, reason) = h.turn("go").await;
+    assert_eq!(reason, TurnEndReason::Done);
+    assert_eq!(model.calls(), 1, "the model is not called after the stop");
+    assert!(!h.workspace.join("made.txt").exists());
+    assert!(
+        notices(&events).contains(&"a hook stopped the agent: the build is red".to_owned()),
+        "{:?}",
+        notices(&events)
+    );
+    let records = h.records();
+    assert_eq!(
+        interruptions(&records),
+        vec!["stopped by a hook: the build is red".to_owned()]
+    );
+    assert!(records.iter().any(|r| matches!(
+        r,
+        Record::ToolResult { call_id, is_error: true, content, .. }
+            if call_id == "c1" && format!("{content:?}").contains("stopped by a hook")
+    )));
+    assert!(!hooks.seen().contains(&"PostToolUse:bash".to_owned()));
+    // The stop ends that turn only: the person can go on.
+    let (_, reason) = h.turn("again").await;
+    assert_eq!(reason, TurnEndReason::Done);
+    assert_eq!(model.calls(), 2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn continue_false_on_the_prompt_or_at_session_start_never_reaches_the_model() {
+    for point in ["UserPromptSubmit", "SessionStart:startup"] {
+        let model = Arc::new(ScriptedModel::from_responses([
+            ScriptedModel::text_response("should not be called"),
+        ]));
+        let hooks = FakeHooks::new(move |k, _| HookVerdict {
+            stop: (k == point).then(|| "outside office hours".to_owned()),
+            ..HookVerdict::default()
+        });
+        let mut h = start(model.clone(), hooks, true).await;
+        let (_, reason) = h.turn("go").await;
+        assert_eq!(reason, TurnEndReason::Done, "{point}");
+        assert_eq!(model.calls(), 0, "{point}");
+        assert_eq!(
+            interruptions(&h.records()),
+            vec!["stopped by a hook: outside office hours".to_owned()],
+            "{point}"
+        );
+        h.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn continue_false_after_a_tool_ends_the_turn_with_its_result_kept() {
+    let model = bash_then_done("echo ran > ran.txt");
+    let hooks = FakeHooks::new(|k, _| HookVerdict {
+        stop: (k == "PostToolUse:bash").then(|| "enough for today".to_owned()),
+        ..HookVerdict::default()
+    });
+    let mut h = start(model.clone(), hooks.clone(), true).await;
+    let (_, reason) = h.turn("go").await;
+    assert_eq!(reason, TurnEndReason::Done);
+    assert_eq!(model.calls(), 1);
+    assert!(h.workspace.join("ran.txt").exists());
+    assert_eq!(
+        interruptions(&h.records()),
+        vec!["stopped by a hook: enough for today".to_owned()]
+    );
+    assert!(!hooks.seen().iter().any(|k| k.starts_with("Stop")));
+    h.shutdown().await;
+}

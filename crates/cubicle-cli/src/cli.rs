@@ -177,7 +177,9 @@ impl SessionOpts {
 /// `cubicle run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The outcome you want, in your own words.
+    /// The outcome you want, in your own words; or `/plugin:command ARGS`
+    /// (`/command` when unambiguous) or `/skill ARGS` to start with a
+    /// plugin's command or a skill (`//…` sends a leading slash as typed).
     pub task: String,
     /// Session options.
     #[command(flatten)]

@@ -1,5 +1,12 @@
 //! `cubicle run`, `chat` and `resume`: start (or reopen) a session, feed it
 //! the person's messages, answers and approvals, and render what it does.
+//!
+//! A session brings in what installed plugins and settings files add (see
+//! `cubicle_skills::settings`): hooks and MCP servers, run inside the
+//! cubicle; plugins' agents as delegates; and slash commands: a message
+//! typed as `/plugin:command ARGS`, `/command ARGS` or `/skill ARGS` is
+//! sent as the command's expanded prompt, and an approval the command's
+//! `allowed-tools` covers is answered without asking for that turn.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,11 +31,10 @@ use crate::interact::{self, Input};
 use crate::render::Renderer;
 use crate::safety::{self, PolicyArgs};
 
-/// `cubicle run "TASK"`.
+/// `cubicle run "TASK"` (or `cubicle run "/plugin:command ARGS"`).
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let started = start(&args.opts, Some(&args.task)).await?;
-    let first = Op::UserMessage { text: args.task };
-    drive_to_end(started, Some(first), false, args.opts.json).await
+    drive_to_end(started, None, false, args.opts.json).await
 }
 
 /// `cubicle chat`.
@@ -45,7 +51,12 @@ async fn drive_to_end(
     chat: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    let outcome = drive(started.handle, first, chat, json).await;
+    let first = match (first, started.first.clone()) {
+        (Some(op), _) => Some(First::Op(op)),
+        (None, Some(prompt)) => Some(First::Prompt(prompt)),
+        (None, None) => None,
+    };
+    let outcome = drive(started.handle, first, &started.commands, chat, json).await;
     finish(
         &*started.computer,
         &started.store,
@@ -70,7 +81,8 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
         .last()
         .is_some_and(|m| m.role == Role::User);
     let first = match (&args.message, unfinished) {
-        (Some(text), _) => Some(Op::UserMessage { text: text.clone() }),
+        // Expanded once the session's commands are known.
+        (Some(_), _) => None,
         (None, true) => Some(Op::Continue),
         (None, false) if args.chat => None,
         (None, false) => bail!(
@@ -91,6 +103,16 @@ pub async fn resume(args: ResumeArgs) -> Result<ExitCode> {
         !args.no_input,
     )
     .await?;
+    let mut started = started;
+    if let Some(text) = &args.message {
+        match interact::prepare(&started.commands, text) {
+            Ok(prompt) => started.first = Some(prompt),
+            Err(e) => {
+                let _ = started.computer.stop().await;
+                bail!("{e}");
+            }
+        }
+    }
     drive_to_end(started, first, args.chat, args.json).await
 }
 
@@ -173,7 +195,9 @@ async fn reopen(
             model: format!("{}:{}", model.provider(), model.model()),
         },
     )?;
-    let (hooks, mcp) = start_plugins(plugins, &computer, &id, &path, &policy).await;
+    let commands = Arc::new(command_index(&plugins, None));
+    let agents = plugins.agents.clone();
+    let (hooks, mcp) = start_plugins(plugins, &computer, &id, &path, &policy, &egress.proxy).await;
     let mut tools = tools_for(&policy);
     tools.extend(mcp);
     let attach = crate::browser_cmd::attach_address(
@@ -181,12 +205,15 @@ async fn reopen(
         None,
         Config::load()?.browser_attach.as_deref(),
     );
-    let config = SessionConfig {
-        interactive,
-        delegates: crate::browser_cmd::delegate(&policy, &egress.proxy, attach.as_deref())
+    let mut delegates: Vec<cubicle_agent::Delegate> =
+        crate::browser_cmd::delegate(&policy, &egress.proxy, attach.as_deref())
             .await
             .into_iter()
-            .collect(),
+            .collect();
+    delegates.extend(plugin_delegates(&agents, &tools, &*computer));
+    let config = SessionConfig {
+        interactive,
+        delegates,
         hooks,
         ..SessionConfig::default()
     };
@@ -207,6 +234,8 @@ async fn reopen(
         computer,
         handle,
         audit,
+        commands,
+        first: None,
     })
 }
 
@@ -216,6 +245,10 @@ struct Started {
     computer: Arc<dyn Computer>,
     handle: SessionHandle,
     audit: Arc<cubicle_audit::AuditLog>,
+    /// The slash commands the person may type.
+    commands: Arc<cubicle_skills::CommandIndex>,
+    /// The first message, already expanded (`cubicle run`'s task).
+    first: Option<interact::Prompt>,
 }
 
 fn store() -> Result<Store> {
@@ -245,6 +278,15 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         opts.backend.clone()
     };
     let time_limit = opts.time_limit.as_deref().map(parse_duration).transpose()?;
+    // A slash command the person typed is checked with the rest: an
+    // unknown one fails before anything starts.
+    let skills = discover_skills(&grants, opts.trust);
+    let plugins = load_plugins(&grants, opts.trust);
+    let commands = Arc::new(command_index(&plugins, skills.catalog.as_ref()));
+    let first = task
+        .map(|t| interact::prepare(&commands, t))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let policy = Arc::new(safety::load_policy(
         &PolicyArgs {
             allow: opts.allow.clone(),
@@ -272,8 +314,6 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     safety::audit_policy(&audit, &id, &policy)?;
     let egress = safety::egress(&policy, &id, audit.clone())?;
     let workspace = store.workspace_path(&id);
-    let skills = discover_skills(&grants, opts.trust);
-    let plugins = load_plugins(&grants, opts.trust);
     let options = backend::BackendOptions {
         skills: skills.mounts.clone(),
         plugins: plugins.mounts.clone(),
@@ -321,12 +361,14 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
     if let Some(tool) = skills.tool.clone() {
         tools.push(tool);
     }
+    let agents = plugins.agents.clone();
     let (hooks, mcp) = start_plugins(
         plugins,
         &computer,
         &id,
         &store.transcript_path(&id),
         &policy,
+        &egress.proxy,
     )
     .await;
     tools.extend(mcp);
@@ -335,16 +377,19 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         opts.attach_browser.as_deref(),
         config.browser_attach.as_deref(),
     );
+    let mut delegates: Vec<cubicle_agent::Delegate> =
+        crate::browser_cmd::delegate(&policy, &egress.proxy, attach.as_deref())
+            .await
+            .into_iter()
+            .collect();
+    delegates.extend(plugin_delegates(&agents, &tools, &*computer));
     let session_config = SessionConfig {
         interactive: !opts.no_input,
         prompt_appendix: skills.prompt.clone(),
         max_turns: opts.max_turns.or(config.max_turns).unwrap_or(200),
         max_total_tokens: opts.max_tokens,
         max_wall: time_limit,
-        delegates: crate::browser_cmd::delegate(&policy, &egress.proxy, attach.as_deref())
-            .await
-            .into_iter()
-            .collect(),
+        delegates,
         hooks,
         ..SessionConfig::default()
     };
@@ -365,13 +410,58 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         computer,
         handle,
         audit,
+        commands,
+        first,
     })
+}
+
+/// The slash commands of a session: installed plugins' commands first,
+/// then the skills a person may invoke.
+fn command_index(
+    plugins: &SessionPlugins,
+    skills: Option<&cubicle_skills::Catalog>,
+) -> cubicle_skills::CommandIndex {
+    let prefs = crate::config::config_dir().map(|d| cubicle_skills::prefs_dir(&d));
+    let mut index = cubicle_skills::CommandIndex::new(prefs);
+    for p in &plugins.loaded {
+        index.add_plugin(p);
+    }
+    if let Some(catalog) = skills {
+        index.add_skills(catalog);
+    }
+    index
+}
+
+/// Installed plugins' agent definitions as delegates the model can call
+/// (`plugin__agent`), each with the tools its definition lists.
+fn plugin_delegates(
+    agents: &[cubicle_skills::plugin::AgentDefinition],
+    tools: &[Arc<dyn cubicle_tools::Tool>],
+    computer: &dyn Computer,
+) -> Vec<cubicle_agent::Delegate> {
+    let environment = cubicle_agent::prompt::subagent_prompt(computer.info());
+    agents
+        .iter()
+        .map(|def| {
+            let (d, warnings) = cubicle_skills::agents::delegate(
+                def,
+                tools,
+                &cubicle_policy::rule::cubicle_tool_name,
+                &environment,
+            );
+            for w in warnings {
+                tracing::info!("plugins: {w}");
+            }
+            d
+        })
+        .collect()
 }
 
 /// The skills a session can use: their catalog for the system prompt, the
 /// `skill` tool, and their folders to show read-only in the cubicle.
 struct SessionSkills {
     prompt: Option<String>,
+    catalog: Option<cubicle_skills::Catalog>,
     tool: Option<Arc<dyn cubicle_tools::Tool>>,
     mounts: Vec<(String, std::path::PathBuf)>,
 }
@@ -392,6 +482,7 @@ fn discover_skills(grants: &[Grant], trust: bool) -> SessionSkills {
     if found.catalog.is_empty() {
         return SessionSkills {
             prompt: None,
+            catalog: None,
             tool: None,
             mounts: Vec::new(),
         };
@@ -418,46 +509,62 @@ fn discover_skills(grants: &[Grant], trust: bool) -> SessionSkills {
         )
     });
     let prefs = crate::config::config_dir().map(|d| cubicle_skills::prefs_dir(&d));
+    let catalog = found.catalog.clone();
     let tool: Arc<dyn cubicle_tools::Tool> = Arc::new(cubicle_skills::SkillTool::new(
         Arc::new(std::sync::RwLock::new(found.catalog)),
         prefs,
     ));
     SessionSkills {
         prompt,
+        catalog: Some(catalog),
         tool: Some(tool),
         mounts,
     }
 }
 
-/// What installed plugins (and trusted folders' `.mcp.json`) bring to a
-/// session: folders to show, hooks to run, MCP servers to start.
+/// What installed plugins and settings files bring to a session: folders
+/// to show, commands, agents, hooks to run, MCP servers to start.
 struct SessionPlugins {
     mounts: Vec<(String, std::path::PathBuf)>,
+    loaded: Vec<cubicle_skills::plugin::Plugin>,
+    agents: Vec<cubicle_skills::plugin::AgentDefinition>,
     hooks: cubicle_skills::hooks::HookSet,
     servers: Vec<cubicle_skills::mcp::McpServerConfig>,
+    /// Names of the servers that came with a plugin rather than from the
+    /// person's or the administrator's settings.
+    plugin_servers: std::collections::BTreeSet<String>,
 }
 
-/// Loads the installed plugins; one that fails to load is a warning and the
-/// others still work. A granted folder's `.mcp.json` counts only when the
-/// person trusts the folder: it names programs to run.
+/// Loads the installed plugins, then the hooks and MCP servers of the
+/// settings files (see `cubicle_skills::settings`); one that fails to load
+/// is a warning and the others still work. A granted folder's files count
+/// only when the person trusts the folder: they name programs to run.
 fn load_plugins(grants: &[Grant], trust: bool) -> SessionPlugins {
     let mut out = SessionPlugins {
         mounts: Vec::new(),
+        loaded: Vec::new(),
+        agents: Vec::new(),
         hooks: cubicle_skills::hooks::HookSet::new(),
         servers: Vec::new(),
+        plugin_servers: Default::default(),
     };
-    if let Some(config) = crate::config::config_dir() {
+    let config = crate::config::config_dir();
+    if let Some(config) = &config {
         let store = cubicle_skills::plugin_store::PluginStore::new(
-            cubicle_skills::plugin_store::plugins_dir(&config),
+            cubicle_skills::plugin_store::plugins_dir(config),
         );
         match store.load_installed() {
             Ok(loaded) => {
                 for (record, plugin) in loaded {
                     match plugin {
-                        Ok(p) => {
+                        Ok(mut p) => {
                             out.mounts.push((p.name().to_owned(), p.root.clone()));
-                            out.hooks.extend(p.hooks);
-                            out.servers.extend(p.mcp_servers);
+                            out.agents.append(&mut p.agents);
+                            out.hooks.extend(std::mem::take(&mut p.hooks));
+                            out.plugin_servers
+                                .extend(p.mcp_servers.iter().map(|s| s.name.clone()));
+                            out.servers.append(&mut p.mcp_servers);
+                            out.loaded.push(p);
                         }
                         Err(e) => eprintln!(
                             "cubicle: warning: plugin {} is not loaded: {e}",
@@ -469,54 +576,73 @@ fn load_plugins(grants: &[Grant], trust: bool) -> SessionPlugins {
             Err(e) => eprintln!("cubicle: warning: installed plugins are not loaded: {e}"),
         }
     }
-    if trust {
-        for g in grants {
-            let file = g.host_path.join(".mcp.json");
-            if !file.is_file() {
-                continue;
-            }
-            let value = match cubicle_skills::plugin::read_json(&file) {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("cubicle: warning: {e}");
-                    continue;
-                }
-            };
-            let mut warnings = Vec::new();
-            let inside = format!("/mnt/{}", g.name);
-            let mut servers = cubicle_skills::mcp::parse_servers(
-                &value,
-                &file.display().to_string(),
-                "",
-                &|s: &str| s.to_owned(),
-                &mut warnings,
-            );
-            for w in warnings {
-                eprintln!("cubicle: warning: {w}");
-            }
-            // A project's servers run from the project's folder.
-            for s in &mut servers {
-                if let cubicle_skills::mcp::McpTransport::Stdio { cwd, .. } = &mut s.transport
-                    && cwd.is_none()
-                {
-                    *cwd = Some(inside.clone());
-                }
-            }
-            out.servers.extend(servers);
-        }
+    let managed_dir = std::env::var_os("CUBICLE_MANAGED_DIR")
+        .map_or_else(|| std::path::PathBuf::from("/etc/cubicle"), Into::into);
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let projects = grants
+        .iter()
+        .map(|g| cubicle_skills::settings::ProjectSettings {
+            host_path: g.host_path.clone(),
+            cubicle_path: format!("/mnt/{}", g.name),
+            trusted: trust,
+        })
+        .collect();
+    let settings =
+        cubicle_skills::settings::load(&cubicle_skills::settings::SettingsPaths::standard(
+            &managed_dir,
+            config.as_deref(),
+            home.as_deref(),
+            projects,
+        ));
+    for w in &settings.warnings {
+        eprintln!("cubicle: warning: {w}");
     }
+    for f in &settings.untrusted {
+        tracing::info!(
+            "settings: {} is not read: its folder is not trusted (--trust)",
+            f.display()
+        );
+    }
+    // Managed hooks first; a user's or project's `disable_all` turns off
+    // every other hook, a managed one every hook.
+    let mut others = settings.hooks;
+    others.extend(std::mem::take(&mut out.hooks));
+    let mut off = 0;
+    let mut hooks = if settings.managed_disabled {
+        off += settings.managed_hooks.len();
+        cubicle_skills::hooks::HookSet::new()
+    } else {
+        settings.managed_hooks
+    };
+    if settings.hooks_disabled || settings.managed_disabled {
+        off += others.len();
+    } else {
+        hooks.extend(others);
+    }
+    if off > 0 {
+        eprintln!(
+            "cubicle: {off} hook(s) are not run: a settings file turns hooks off (disable_all / disableAllHooks)"
+        );
+    }
+    out.hooks = hooks;
+    let mut servers = settings.servers;
+    servers.append(&mut out.servers);
+    out.servers = servers;
     out
 }
 
 /// Starts the plugins' MCP stdio servers inside the cubicle and sets up
 /// their hooks there. A server that fails to start is a warning; the
 /// session goes on without it. Its tools obey the policy like any other.
+/// HTTP servers are reached from the host through the session's egress
+/// proxy, so the policy's domain rules apply to them.
 async fn start_plugins(
     plugins: SessionPlugins,
     computer: &Arc<dyn Computer>,
     id: &str,
     transcript: &Path,
     policy: &cubicle_policy::Policy,
+    egress: &cubicle_egress::EgressProxy,
 ) -> (
     Option<Arc<dyn cubicle_agent::SessionHooks>>,
     Vec<Arc<dyn cubicle_tools::Tool>>,
@@ -534,17 +660,50 @@ async fn start_plugins(
             &computer.info().workspace,
         )) as Arc<dyn cubicle_agent::SessionHooks>
     });
+    let needs_proxy = plugins
+        .servers
+        .iter()
+        .any(|s| matches!(s.transport, cubicle_skills::mcp::McpTransport::Http { .. }));
+    let proxy = if needs_proxy {
+        egress
+            .listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| e.to_string())
+    } else {
+        Err("no HTTP server is configured".to_owned())
+    };
+    let proxy = &proxy;
+    let plugin_servers = &plugins.plugin_servers;
     let starts = plugins.servers.iter().map(|server| async move {
         let client = match &server.transport {
             cubicle_skills::mcp::McpTransport::Stdio { .. } => {
                 cubicle_skills::in_cubicle::connect_stdio(computer.clone(), server).await
             }
-            cubicle_skills::mcp::McpTransport::Http { .. } => {
-                return Err(format!(
-                    "MCP server `{}` ({}) is an HTTP server; only stdio servers are started in sessions so far",
-                    server.name, server.origin
-                ));
-            }
+            cubicle_skills::mcp::McpTransport::Http { url, headers } => match proxy {
+                // A plugin is someone else's code: it does not get to send
+                // the person's host variables (API keys) to a server of its
+                // choosing. Servers the person configures in settings may.
+                _ if plugin_servers.contains(&server.name)
+                    && std::iter::once(url)
+                        .chain(headers.values())
+                        .any(|v| v.contains("${")) =>
+                {
+                    return Err(format!(
+                        "MCP server `{}` ({}) asks for host environment variables (`${{…}}`); only servers configured in your settings get them — copy it into `[mcp_servers]` of ~/.config/cubicle/settings.toml to allow that",
+                        server.name, server.origin
+                    ));
+                }
+                Ok(addr) => {
+                    cubicle_skills::mcp::connect_http(server, *addr, &|k| std::env::var(k).ok())
+                        .await
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "MCP server `{}` ({}): cannot start the egress proxy for it: {e}",
+                        server.name, server.origin
+                    ));
+                }
+            },
         };
         let client: Arc<dyn cubicle_skills::mcp::McpClient> =
             Arc::new(client.map_err(|e| format!("{e} ({})", server.origin))?);
@@ -640,10 +799,19 @@ struct Outcome {
     usage: cubicle_protocol::conversation::Usage,
 }
 
+/// What a driven session starts with.
+enum First {
+    /// An op as it is (`Continue` after a resume).
+    Op(Op),
+    /// A message, already expanded.
+    Prompt(interact::Prompt),
+}
+
 /// Runs the session's event loop until it ends.
 async fn drive(
     mut handle: SessionHandle,
-    first: Option<Op>,
+    first: Option<First>,
+    commands: &cubicle_skills::CommandIndex,
     chat: bool,
     json: bool,
 ) -> Result<Outcome> {
@@ -652,10 +820,19 @@ async fn drive(
     let send = |op: Op| {
         let _ = handle.ops.send(op);
     };
+    // The running turn's slash command and its `allowed-tools`.
+    let mut turn_command: Option<interact::Prompt> = None;
+    let send_prompt = |prompt: interact::Prompt, turn: &mut Option<interact::Prompt>| {
+        send(Op::UserMessage {
+            text: prompt.text.clone(),
+        });
+        *turn = prompt.command.is_some().then_some(prompt);
+    };
     match first {
-        Some(op) => send(op),
-        None => match next_message(&mut input).await {
-            Some(text) => send(Op::UserMessage { text }),
+        Some(First::Op(op)) => send(op),
+        Some(First::Prompt(p)) => send_prompt(p, &mut turn_command),
+        None => match next_message(&mut input, commands).await {
+            Some(p) => send_prompt(p, &mut turn_command),
             None => send(Op::Shutdown),
         },
     }
@@ -677,7 +854,15 @@ async fn drive(
                         });
                         send(Op::Answer { id, answers });
                     }
-                    Event::ApprovalRequest { id, summary, reason, .. } => {
+                    Event::ApprovalRequest { id, tool, summary, reason } => {
+                        if let Some(cmd) = turn_command.as_ref().filter(|c| interact::pre_approved(&c.allowed_tools, &tool)) {
+                            eprintln!(
+                                "cubicle: allowed without asking, by the allowed-tools of /{}: {summary}",
+                                cmd.command.as_deref().unwrap_or_default()
+                            );
+                            send(Op::Approve { id, decision: cubicle_protocol::events::ApprovalDecision::AllowOnce });
+                            continue;
+                        }
                         let decision = tokio::select! {
                             d = interact::approve(&mut input, &summary, &reason) => d,
                             _ = tokio::signal::ctrl_c() => { send(Op::Interrupt); continue; }
@@ -686,13 +871,14 @@ async fn drive(
                     }
                     Event::TurnEnded { reason, .. } => {
                         last_reason = Some(reason);
+                        turn_command = None;
                         if chat {
                             let next = tokio::select! {
-                                m = next_message(&mut input) => m,
+                                m = next_message(&mut input, commands) => m,
                                 _ = tokio::signal::ctrl_c() => None,
                             };
                             match next {
-                                Some(text) => send(Op::UserMessage { text }),
+                                Some(p) => send_prompt(p, &mut turn_command),
                                 None => send(Op::Shutdown),
                             }
                         } else {
@@ -732,15 +918,37 @@ async fn drive(
     })
 }
 
-/// The person's next chat message; `None` ends the session.
-async fn next_message(input: &mut Input) -> Option<String> {
+/// The person's next chat message, slash commands expanded; `None` ends
+/// the session. A command that cannot run is explained and the person
+/// types again.
+async fn next_message(
+    input: &mut Input,
+    commands: &cubicle_skills::CommandIndex,
+) -> Option<interact::Prompt> {
     loop {
         let line = input.line("\n> ").await?;
         match line.trim() {
             "" => continue,
             "/exit" | "/quit" => return None,
-            text => return Some(text.to_owned()),
+            "/help" | "/commands" => {
+                print_commands(commands);
+                continue;
+            }
+            text => match interact::prepare(commands, text) {
+                Ok(p) => return Some(p),
+                Err(e) => eprintln!("cubicle: {e}"),
+            },
         }
+    }
+}
+
+/// `/help` in a chat: the slash commands there are.
+#[allow(clippy::print_stdout)]
+fn print_commands(commands: &cubicle_skills::CommandIndex) {
+    println!("/exit, /quit  end the session");
+    for c in commands.commands() {
+        let kind = if c.is_skill { "skill" } else { "command" };
+        println!("{}  {} ({kind})", c.usage(), c.description);
     }
 }
 
@@ -799,8 +1007,18 @@ fn for_server(started: Started) -> cubicle_server::StartedSession {
         computer,
         handle,
         audit,
+        commands,
+        ..
     } = started;
     let workspace = store.workspace_path(&id);
+    // Slash commands typed in the browser expand as in a terminal. A
+    // command's `allowed-tools` is not applied there: the browser answers
+    // every approval itself.
+    let prepare: cubicle_server::PrepareMessage = Arc::new(move |typed: &str| {
+        interact::prepare(&commands, typed)
+            .map(|p| p.text)
+            .map_err(|e| e.to_string())
+    });
     let end_id = id.clone();
     let on_end: cubicle_server::OnEnd = Box::new(move |end: cubicle_server::SessionEnd| {
         Box::pin(async move {
@@ -817,5 +1035,6 @@ fn for_server(started: Started) -> cubicle_server::StartedSession {
         handle,
         workspace,
         on_end: Some(on_end),
+        prepare: Some(prepare),
     }
 }

@@ -111,10 +111,106 @@ pub async fn approve(input: &mut Input, summary: &str, reason: &str) -> Approval
     }
 }
 
+/// A message for the session: what the person typed, or what the slash
+/// command they typed expands to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    /// The text the session receives.
+    pub text: String,
+    /// The command it came from, if any (`greet:hello`).
+    pub command: Option<String>,
+    /// The command's `allowed-tools`.
+    pub allowed_tools: Vec<String>,
+}
+
+/// Expands `typed` when it is a slash command (`/plugin:command ARGS`,
+/// `/command ARGS` when unambiguous, `/skill ARGS`); `//text` sends
+/// `/text` as typed. An unknown command is an error naming close matches.
+pub fn prepare(
+    commands: &cubicle_skills::CommandIndex,
+    typed: &str,
+) -> Result<Prompt, cubicle_skills::SlashError> {
+    Ok(match commands.expand(typed)? {
+        Some(e) => {
+            if let Some(m) = e.model.as_deref().filter(|m| *m != "inherit") {
+                eprintln!(
+                    "cubicle: /{} asks for the model `{m}`; the session's model answers it",
+                    e.command
+                );
+            }
+            Prompt {
+                text: e.prompt,
+                command: Some(e.command),
+                allowed_tools: e.allowed_tools,
+            }
+        }
+        None => Prompt {
+            text: cubicle_skills::commands::unescape_slash(typed).to_owned(),
+            command: None,
+            allowed_tools: Vec::new(),
+        },
+    })
+}
+
+/// Whether a command's `allowed-tools` answers an approval request for
+/// `tool` without asking: an entry naming the whole tool (`Bash`, `bash`,
+/// `mcp__server`, `mcp__server__tool`). Entries with a specifier
+/// (`Bash(git add:*)`) need the call's arguments, which an approval request
+/// does not carry, so those calls are asked about as usual. Denials never
+/// reach this point: the policy refuses them first.
+pub fn pre_approved(allowed_tools: &[String], tool: &str) -> bool {
+    allowed_tools.iter().any(|entry| {
+        let entry = entry.trim();
+        if entry.contains('(') {
+            return false;
+        }
+        entry == tool
+            || cubicle_policy::rule::cubicle_tool_name(entry) == Some(tool)
+            || (entry.starts_with("mcp__")
+                && entry.matches("__").count() == 1
+                && tool.starts_with(&format!("{entry}__")))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use cubicle_protocol::events::QuestionOption;
+
+    #[test]
+    fn allowed_tools_answer_only_whole_tool_entries() {
+        let allowed: Vec<String> = ["Read", "Bash(git add:*)", "mcp__notes", "grep"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert!(pre_approved(&allowed, "read"));
+        assert!(pre_approved(&allowed, "grep"));
+        assert!(pre_approved(&allowed, "mcp__notes__search"));
+        assert!(
+            !pre_approved(&allowed, "bash"),
+            "a specifier needs the call"
+        );
+        assert!(!pre_approved(&allowed, "mcp__notesx__search"));
+        assert!(!pre_approved(&allowed, "write"));
+        assert!(!pre_approved(&[], "read"));
+    }
+
+    #[test]
+    fn ordinary_text_and_escaped_slashes_pass_through() {
+        let idx = cubicle_skills::CommandIndex::new(None);
+        assert_eq!(prepare(&idx, "hello").unwrap().text, "hello");
+        assert_eq!(
+            prepare(&idx, "/mnt/x is empty").unwrap().text,
+            "/mnt/x is empty"
+        );
+        assert_eq!(prepare(&idx, "//nope here").unwrap().text, "/nope here");
+        assert!(
+            prepare(&idx, "/nope")
+                .unwrap_err()
+                .to_string()
+                .starts_with("there is no command /nope")
+        );
+    }
 
     fn q(multi: bool) -> Question {
         Question {

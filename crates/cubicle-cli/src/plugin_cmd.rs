@@ -230,14 +230,32 @@ pub fn run_in(cmd: PluginCommand, env: &PluginEnv, out: &mut dyn Write) -> Resul
             let mut broken = false;
             for (record, loaded) in all {
                 match loaded {
-                    Ok(plugin) => writeln!(
-                        out,
-                        "{}{}{}: {}",
-                        record.spec(),
-                        version_note(record.version.as_deref()),
-                        commit_note(record.commit.as_deref()),
-                        components(&plugin)
-                    )?,
+                    Ok(plugin) => {
+                        writeln!(
+                            out,
+                            "{}{}{}: {}",
+                            record.spec(),
+                            version_note(record.version.as_deref()),
+                            commit_note(record.commit.as_deref()),
+                            components(&plugin)
+                        )?;
+                        for c in &plugin.commands {
+                            let usage = match c.argument_hint.as_deref().map(str::trim) {
+                                Some(h) if !h.is_empty() => format!("/{} {h}", c.name),
+                                _ => format!("/{}", c.name),
+                            };
+                            writeln!(out, "  {usage}  {}", c.description)?;
+                        }
+                        for a in &plugin.agents {
+                            writeln!(
+                                out,
+                                "  agent {} (the model calls it as `{}`)  {}",
+                                a.name,
+                                cubicle_skills::agents::delegate_tool_name(&a.name),
+                                a.description
+                            )?;
+                        }
+                    }
                     Err(e) => {
                         broken = true;
                         writeln!(out, "{}: cannot be loaded: {e}", record.spec())?;

@@ -209,6 +209,16 @@ fn list(env: &SkillEnv, out: &mut dyn Write) -> Result<ExitCode> {
             first_chars(&s.description, 80)
         )?;
     }
+    if d.catalog
+        .skills()
+        .iter()
+        .any(|s| s.frontmatter.user_invocable)
+    {
+        writeln!(
+            out,
+            "\nStart a skill yourself by typing `/NAME ARGUMENTS` as a prompt (in `cubicle chat`, or `cubicle run \"/NAME ARGUMENTS\"`)."
+        )?;
+    }
     if !d.notices.is_empty() {
         writeln!(out)?;
         for n in &d.notices {

@@ -220,6 +220,11 @@ pub const SECTIONS: &[&str] = &[
     "locks",
 ];
 
+/// Sections a settings file may hold that the policy does not read: the
+/// hooks and MCP servers people configure, which `cubicle-skills` reads
+/// from the same files (see `cubicle_skills::settings`).
+pub const READ_ELSEWHERE: &[&str] = &["hooks", "mcp_servers"];
+
 /// The key that lets the local server listen beyond loopback.
 pub const SERVER_ALLOW_REMOTE: &str = "server.allow_remote";
 

@@ -120,6 +120,9 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<Vec<Entry>, PolicyError> 
             entries.push(parse_credentials(section_value, &lines, file)?);
             continue;
         }
+        if schema::READ_ELSEWHERE.contains(&section) {
+            continue;
+        }
         if !SECTIONS.contains(&section) {
             return Err(invalid(
                 at,
@@ -563,6 +566,17 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![("Bash(git *)", 3), ("Read", 4)]
         );
+    }
+
+    #[test]
+    fn hooks_and_mcp_servers_are_left_to_their_reader() {
+        let entries = parse(
+            Path::new("/u/settings.toml"),
+            "[[hooks.PreToolUse]]\nmatcher = \"Bash\"\nhooks = [{ type = \"command\", command = \"true\" }]\n\n[mcp_servers.notes]\ncommand = \"notes\"\n\n[tools]\ndisabled = [\"task\"]\n",
+        )
+        .unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].spec.key, "tools.disabled");
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl SessionStarter for Injector {
             handle: SessionHandle { ops, events, done },
             workspace: std::env::temp_dir(),
             on_end: None,
+            prepare: None,
         })
     }
 }

@@ -186,8 +186,15 @@ async fn create_session(
     let started = app.starter.start(req).await.map_err(ApiError::BadRequest)?;
     let id = started.id.clone();
     let live = app.hub.add(started);
+    let first = match live.message(task) {
+        Ok(op) => op,
+        Err(why) => {
+            let _ = live.ops.send(Op::Shutdown);
+            return Err(ApiError::BadRequest(why));
+        }
+    };
     live.ops
-        .send(Op::UserMessage { text: task })
+        .send(first)
         .map_err(|_| ApiError::Internal("the session ended as it started".into()))?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
@@ -234,8 +241,9 @@ async fn resume_session(
         .map(|m| m.trim().to_owned())
         .filter(|m| !m.is_empty())
     {
+        let op = live.message(text).map_err(ApiError::BadRequest)?;
         live.ops
-            .send(Op::UserMessage { text })
+            .send(op)
             .map_err(|_| ApiError::Internal("the session ended as it resumed".into()))?;
     }
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
@@ -366,6 +374,10 @@ async fn post_op(
             )));
         }
     }
+    let op = match op {
+        Op::UserMessage { text } => live.message(text).map_err(ApiError::BadRequest)?,
+        op => op,
+    };
     if live.ended() || live.ops.send(op).is_err() {
         return Err(ApiError::Conflict(format!("session {id} has ended")));
     }

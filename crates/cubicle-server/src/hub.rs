@@ -24,6 +24,8 @@ pub(crate) struct Live {
     pub ops: mpsc::UnboundedSender<Op>,
     /// The session's scratch folder.
     pub workspace: PathBuf,
+    /// Turns what the person typed into the message sent (slash commands).
+    prepare: Option<crate::starter::PrepareMessage>,
     state: Mutex<LiveState>,
     tx: broadcast::Sender<Arc<str>>,
 }
@@ -41,6 +43,16 @@ pub(crate) struct Subscription {
 }
 
 impl Live {
+    /// The op that sends what the person typed, prepared by the front end
+    /// (a slash command expanded); an error says why nothing was sent.
+    pub fn message(&self, typed: String) -> Result<Op, String> {
+        let text = match &self.prepare {
+            Some(prepare) => prepare(&typed)?,
+            None => typed,
+        };
+        Ok(Op::UserMessage { text })
+    }
+
     fn state(&self) -> MutexGuard<'_, LiveState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -129,11 +141,13 @@ impl Hub {
             handle,
             workspace,
             on_end,
+            prepare,
         } = started;
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         let live = Arc::new(Live {
             ops: handle.ops,
             workspace,
+            prepare,
             state: Mutex::new(LiveState {
                 log: Vec::new(),
                 ended: false,

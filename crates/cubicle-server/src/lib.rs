@@ -41,5 +41,7 @@ pub use insights::{PolicyReport, PolicySetting};
 pub use server::{RemoteConfig, RemoteInfo, Server, ServerConfig, ServerError};
 pub use settings::{ModelSettings, SettingsError, SettingsStore, SettingsUpdate};
 pub use skills::{MarketplaceGate, PluginAccess};
-pub use starter::{GrantRequest, OnEnd, SessionEnd, SessionStarter, StartRequest, StartedSession};
+pub use starter::{
+    GrantRequest, OnEnd, PrepareMessage, SessionEnd, SessionStarter, StartRequest, StartedSession,
+};
 pub use tls::{TlsError, fingerprint};

@@ -3,6 +3,7 @@
 //! asks it for a running [`SessionHandle`] and looks after it from then on.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use cubicle_agent::SessionHandle;
@@ -48,6 +49,11 @@ pub struct SessionEnd {
     pub reason: Option<TurnEndReason>,
 }
 
+/// Turns what the person typed into the message the session receives: the
+/// CLI expands plugins' slash commands (`/plugin:command ARGS`) here. An
+/// error is shown to the person and nothing is sent.
+pub type PrepareMessage = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
 /// Clean-up to run once a session has ended (stop the computer, audit the end).
 pub type OnEnd = Box<dyn FnOnce(SessionEnd) -> BoxFuture<'static, ()> + Send>;
 
@@ -61,6 +67,9 @@ pub struct StartedSession {
     pub workspace: PathBuf,
     /// Run after the session's event stream ends and its task finishes.
     pub on_end: Option<OnEnd>,
+    /// Applied to every message the person sends, the task included;
+    /// `None` sends messages as typed.
+    pub prepare: Option<PrepareMessage>,
 }
 
 impl std::fmt::Debug for StartedSession {

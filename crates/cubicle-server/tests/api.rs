@@ -215,6 +215,75 @@ async fn a_session_that_cannot_start_says_why() {
 }
 
 #[tokio::test]
+async fn a_slash_command_typed_in_the_browser_is_prepared_by_the_front_end() {
+    let f = serve().await;
+    // An unknown command is refused before anything reaches the model.
+    let resp = f
+        .post(
+            "/api/sessions",
+            json!({"task": "/nope now", "backend": "host"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("there is no command /nope")
+    );
+
+    let resp = f
+        .post(
+            "/api/sessions",
+            json!({"task": "/shout write a report", "backend": "host"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = f.ws(&id).await;
+    loop {
+        let ev = next_event(&mut ws).await.expect("stream closed early");
+        match ev["type"].as_str().unwrap() {
+            "question" => {
+                f.op(
+                    &id,
+                    json!({"type": "answer", "id": ev["id"], "answers": [{"selected": ["EUR"]}]}),
+                )
+                .await;
+            }
+            "approval_request" => {
+                f.op(
+                    &id,
+                    json!({"type": "approve", "id": ev["id"], "decision": "allow_once"}),
+                )
+                .await;
+            }
+            "turn_ended" => break,
+            _ => {}
+        }
+    }
+    // A follow-up with an unknown command is refused; nothing is sent.
+    let st = f
+        .op(&id, json!({"type": "user_message", "text": "/whisper hi"}))
+        .await;
+    assert_eq!(st, 400);
+
+    let transcript = cubicle_agent::Transcript::load(&f.store.transcript_path(&id)).unwrap();
+    let history = serde_json::to_string(&transcript.history()).unwrap();
+    assert!(history.contains("WRITE A REPORT"), "{history}");
+    assert!(!history.contains("/shout"), "{history}");
+    assert!(!history.contains("whisper"), "{history}");
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn requests_without_the_right_token_are_refused() {
     let f = serve().await;
     let url = format!("{}/api/sessions", f.base());

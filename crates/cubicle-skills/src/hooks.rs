@@ -31,6 +31,11 @@
 //!    keeps working.
 //! 6. Results of several hooks combine: any block blocks, deny beats ask
 //!    beats allow, contexts are all kept, the last `updatedInput` wins.
+//! 7. `"continue": false` (with `stopReason`) wins over everything: the
+//!    agent loop does not take the action at hand and ends its turn, tells
+//!    the person why and records it (see `cubicle_agent::HookVerdict::stop`).
+//!    `suppressOutput` needs nothing: a hook's stdout is never shown to the
+//!    person, only given to the model where the contract says so.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -158,12 +158,6 @@ impl SessionHooks for PluginHooks {
 
 /// The agent's view of what the hooks decided.
 pub fn verdict(outcome: HookOutcome) -> HookVerdict {
-    let mut messages = outcome.system_messages;
-    // `"continue": false` has no stop in Cubicle's loop yet: the person is
-    // told, so the request is not lost silently.
-    if let Some(why) = outcome.stop {
-        messages.push(format!("a hook asked to stop the session: {why}"));
-    }
     HookVerdict {
         blocked: outcome.blocked,
         permission: outcome.permission.map(|p| match p {
@@ -173,8 +167,9 @@ pub fn verdict(outcome: HookOutcome) -> HookVerdict {
         }),
         updated_input: outcome.updated_input,
         additional_context: outcome.additional_context,
-        messages,
+        messages: outcome.system_messages,
         errors: outcome.errors,
+        stop: outcome.stop,
     }
 }
 

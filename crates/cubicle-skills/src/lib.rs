@@ -19,9 +19,16 @@
 //!   [`SkillRoots::from_env`] as `plugin:skill`), commands, agents,
 //!   [`hooks::HookSet`] (run with [`hooks::HookRunner`] through an executor
 //!   that runs inside the cubicle) and [`mcp::McpServerConfig`]s (connected
-//!   with [`mcp::RmcpClient`], offered as [`mcp::McpTool`]s).
+//!   with [`mcp::RmcpClient`], offered as [`mcp::McpTool`]s);
+//! - sessions, beyond plugins: [`settings::load`] for the hooks and MCP
+//!   servers in settings files (Cubicle's TOML and Claude Code's JSON),
+//!   [`commands::CommandIndex`] to expand `/plugin:command` and `/skill`
+//!   prompts the person types, and [`agents::delegate`] to offer plugins'
+//!   sub-agents to the model as delegates named `plugin__agent`.
 
+pub mod agents;
 pub mod catalog;
+pub mod commands;
 pub mod discover;
 pub mod export;
 pub mod frontmatter;
@@ -35,10 +42,12 @@ pub mod plugin;
 pub mod plugin_store;
 pub mod prefs;
 pub mod scan;
+pub mod settings;
 pub mod skill;
 pub mod tool;
 
 pub use catalog::{Catalog, estimate_tokens};
+pub use commands::{CommandIndex, Expansion, SlashCommand, SlashError};
 pub use discover::{
     Discovery, Notice, PluginSkills, ProjectFolder, SkillIndex, SkillRoots, discover,
 };

@@ -100,10 +100,16 @@ pub enum PluginSource {
 impl PluginSource {
     /// The git URL to fetch, for git sources.
     pub fn git_url(&self) -> Option<String> {
+        self.git_url_at(&github_base())
+    }
+
+    /// The git URL to fetch, for git sources, with `github` sources under
+    /// GitHub base URL `github_base`.
+    pub fn git_url_at(&self, github_base: &str) -> Option<String> {
         match self {
-            PluginSource::Github { repo, .. } => Some(github_url(repo)),
+            PluginSource::Github { repo, .. } => Some(github_url_at(github_base, repo)),
             PluginSource::Git { url, .. } | PluginSource::GitSubdir { url, .. } => {
-                Some(url.clone())
+                Some(rebase_github(url, github_base))
             }
             PluginSource::Relative(_) | PluginSource::Unsupported(_) => None,
         }
@@ -127,9 +133,42 @@ impl std::fmt::Display for PluginSource {
     }
 }
 
-/// The HTTPS clone URL of GitHub repository `owner/repo`.
+/// Where `github` sources are fetched from.
+pub const GITHUB_BASE: &str = "https://github.com";
+
+/// The environment variable that replaces [`GITHUB_BASE`] (a GitHub
+/// Enterprise host, a mirror, or a test server on loopback), e.g.
+/// `CUBICLE_GITHUB_BASE=http://127.0.0.1:8080`.
+pub const GITHUB_BASE_ENV: &str = "CUBICLE_GITHUB_BASE";
+
+/// The base URL `github` sources are fetched from: `$CUBICLE_GITHUB_BASE`
+/// when set, else `https://github.com`, without a trailing `/`.
+pub fn github_base() -> String {
+    std::env::var(GITHUB_BASE_ENV)
+        .ok()
+        .map(|b| b.trim().trim_end_matches('/').to_owned())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| GITHUB_BASE.to_owned())
+}
+
+/// The clone URL of GitHub repository `owner/repo` (under [`github_base`]).
 pub fn github_url(repo: &str) -> String {
-    format!("https://github.com/{repo}.git")
+    github_url_at(&github_base(), repo)
+}
+
+/// `url` with a `https://github.com/` prefix moved under `github_base`, so
+/// that every GitHub source follows [`GITHUB_BASE_ENV`].
+pub fn rebase_github(url: &str, github_base: &str) -> String {
+    let base = github_base.trim_end_matches('/');
+    match url.strip_prefix("https://github.com/") {
+        Some(rest) if base != GITHUB_BASE => format!("{base}/{rest}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// The clone URL of repository `owner/repo` under GitHub base URL `base`.
+pub fn github_url_at(base: &str, repo: &str) -> String {
+    format!("{}/{repo}.git", base.trim_end_matches('/'))
 }
 
 /// One plugin a marketplace lists.
@@ -368,7 +407,7 @@ fn read_entry(
                         .or(text("repo").map(|_| ""))
                         .filter(|u| !u.is_empty())
                         .map(str::to_owned)
-                        .or_else(|| text("repo").map(github_url))
+                        .or_else(|| text("repo").map(|r| github_url_at(GITHUB_BASE, r)))
                         .ok_or("a git-subdir source needs `url`")?,
                     path: text("path")
                         .ok_or("a git-subdir source needs `path`")?

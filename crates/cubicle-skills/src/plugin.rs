@@ -5,8 +5,8 @@
 //! | component | default | what it becomes |
 //! |---|---|---|
 //! | skills | `skills/*/SKILL.md` | skills named `plugin:skill` |
-//! | commands | `commands/**/*.md` | slash-command prompts `/plugin:command` |
-//! | agents | `agents/*.md` | sub-agent definitions (name, description, tools, model) |
+//! | commands | `commands/**/*.md` | slash-command prompts `/plugin:command` ([`crate::commands`]) |
+//! | agents | `agents/*.md` | sub-agents (name, description, tools, model), offered as delegates `plugin__agent` ([`crate::agents`]) |
 //! | hooks | `hooks/hooks.json` | command hooks ([`crate::hooks`]) |
 //! | MCP servers | `.mcp.json` | servers `plugin_<plugin>_<server>` ([`crate::mcp`]) |
 //!
@@ -283,23 +283,16 @@ pub struct PluginCommand {
 }
 
 impl PluginCommand {
-    /// The prompt for `/name arguments`: the body with `$ARGUMENTS` (and
-    /// `$1`…`$9`) and the plugin-root variables replaced.
+    /// The prompt for `/name arguments`: the body with `$ARGUMENTS`,
+    /// `$1`…`$9` and the plugin-root variables replaced (see
+    /// [`crate::commands::substitute`]).
     pub fn render(&self, arguments: &str, cubicle_root: &str) -> Result<String, PluginError> {
         let text = read_limited(&self.path)?;
         let body = match frontmatter::split(&text) {
             Ok(split) => split.body.trim_start_matches(['\r', '\n']).to_owned(),
             Err(_) => text,
         };
-        let positional: Vec<&str> = arguments.split_whitespace().collect();
-        let mut out = expand_root(&body, cubicle_root).replace("$ARGUMENTS", arguments);
-        for i in (1..=9).rev() {
-            out = out.replace(
-                &format!("${i}"),
-                positional.get(i - 1).copied().unwrap_or(""),
-            );
-        }
-        Ok(out)
+        Ok(crate::commands::substitute(&body, arguments, cubicle_root))
     }
 }
 

@@ -14,6 +14,13 @@
 //! internet could otherwise point a `SKILL.md` at a host file). A
 //! marketplace must pass the policy's allow and block lists when it is
 //! added, updated, and installed from.
+//!
+//! Git sources are fetched over `file://`, `http://` and `https://` (smart
+//! HTTP, through `gix`); an HTTP redirect to another host is refused and one
+//! on the same host must pass the policy under its new URL too. `OWNER/REPO`
+//! and `github` sources are fetched from `https://github.com`, or from the
+//! base URL in `CUBICLE_GITHUB_BASE` (a GitHub Enterprise host, a mirror, a
+//! test server).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::frontmatter::Diagnostic;
 use crate::git::{self, GitError, Revision};
-use crate::marketplace::{Marketplace, MarketplaceError, PluginSource, github_url, inside_real};
+use crate::marketplace::{
+    Marketplace, MarketplaceError, PluginSource, github_base, github_url_at, inside_real,
+};
 use crate::plugin::{Plugin, PluginError, validate_plugin_name};
 
 /// Most files and bytes copied for one plugin.
@@ -188,12 +197,18 @@ pub enum MarketplaceSource {
 impl MarketplaceSource {
     /// Reads an `add` argument: an existing folder, a git URL, or `OWNER/REPO`.
     pub fn parse(arg: &str) -> Result<Self, StoreError> {
+        Self::parse_with(arg, &github_base())
+    }
+
+    /// Like [`MarketplaceSource::parse`], with GitHub at `github_base`: a
+    /// URL under it is a `github` source.
+    pub fn parse_with(arg: &str, github_base: &str) -> Result<Self, StoreError> {
         let bad = || StoreError::BadSource {
             source_arg: arg.to_owned(),
         };
         let arg = arg.trim();
         if git::is_git_url(arg) {
-            if let Some(repo) = github_repo_of(arg) {
+            if let Some(repo) = github_repo_of(arg, github_base) {
                 return Ok(Self::Github { repo });
             }
             return Ok(Self::Git {
@@ -233,9 +248,9 @@ impl MarketplaceSource {
         }
     }
 
-    fn git_url(&self) -> Option<String> {
+    fn git_url(&self, github_base: &str) -> Option<String> {
         match self {
-            Self::Github { repo } => Some(github_url(repo)),
+            Self::Github { repo } => Some(github_url_at(github_base, repo)),
             Self::Git { url } => Some(url.clone()),
             Self::Local { .. } => None,
         }
@@ -252,10 +267,13 @@ impl std::fmt::Display for MarketplaceSource {
     }
 }
 
-/// `owner/repo` of a `https://github.com/owner/repo(.git)` URL.
-fn github_repo_of(url: &str) -> Option<String> {
+/// `owner/repo` of a `https://github.com/owner/repo(.git)` URL (or one
+/// under `github_base`).
+fn github_repo_of(url: &str, github_base: &str) -> Option<String> {
+    let base = format!("{}/", github_base.trim_end_matches('/'));
     let rest = url
-        .strip_prefix("https://github.com/")
+        .strip_prefix(base.as_str())
+        .or_else(|| url.strip_prefix("https://github.com/"))
         .or_else(|| url.strip_prefix("git@github.com:"))?;
     let rest = rest.trim_end_matches('/');
     let rest = rest.strip_suffix(".git").unwrap_or(rest);
@@ -341,6 +359,7 @@ pub fn allow_all(_: &str) -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub struct PluginStore {
     root: PathBuf,
+    github_base: String,
 }
 
 /// The plugins folder under Cubicle's config folder.
@@ -349,9 +368,44 @@ pub fn plugins_dir(config_dir: &Path) -> PathBuf {
 }
 
 impl PluginStore {
-    /// The store in `root` (normally `~/.config/cubicle/plugins`).
+    /// The store in `root` (normally `~/.config/cubicle/plugins`), fetching
+    /// `github` sources from [`github_base`].
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            github_base: github_base(),
+        }
+    }
+
+    /// Fetches `github` sources from `base` (e.g. `http://127.0.0.1:8080`)
+    /// instead of `https://github.com`.
+    pub fn with_github_base(mut self, base: &str) -> Self {
+        self.github_base = base.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Where `github` sources are fetched from.
+    pub fn github_base(&self) -> &str {
+        &self.github_base
+    }
+
+    /// Fetches marketplace `source` into `dir`; a same-host redirect must
+    /// pass `gate` under its new URL.
+    fn fetch_marketplace(
+        &self,
+        url: &str,
+        dir: &Path,
+        gate: MarketplaceGate<'_>,
+    ) -> Result<String, StoreError> {
+        let on_redirect = |to: &str| {
+            let id = MarketplaceSource::parse_with(to, &self.github_base)
+                .map(|s| s.policy_id())
+                .unwrap_or_else(|_| to.to_owned());
+            gate(&id).map_err(|reason| format!("marketplace {id} is not allowed: {reason}"))
+        };
+        let commit = git::fetch_checked(url, &Revision::Head, dir, &on_redirect)?;
+        strip_symlinks(dir)?;
+        Ok(commit)
     }
 
     /// Its folder.
@@ -431,14 +485,13 @@ impl PluginStore {
         source: &str,
         gate: MarketplaceGate<'_>,
     ) -> Result<(MarketplaceRecord, Marketplace), StoreError> {
-        let source = MarketplaceSource::parse(source)?;
+        let source = MarketplaceSource::parse_with(source, &self.github_base)?;
         check_gate(gate, &source)?;
         let staging = self.staging()?;
-        let (market, commit, fetched) = match source.git_url() {
+        let (market, commit, fetched) = match source.git_url(&self.github_base) {
             Some(url) => {
                 let dir = staging.path().join("repo");
-                let commit = git::fetch(&url, &Revision::Head, &dir)?;
-                strip_symlinks(&dir)?;
+                let commit = self.fetch_marketplace(&url, &dir, gate)?;
                 (Marketplace::load(&dir)?, Some(commit), Some(dir))
             }
             None => {
@@ -490,12 +543,11 @@ impl PluginStore {
         check_gate(gate, &before.source)?;
         let mut after = before.clone();
         after.updated_at = now();
-        let market = match before.source.git_url() {
+        let market = match before.source.git_url(&self.github_base) {
             Some(url) => {
                 let staging = self.staging()?;
                 let dir = staging.path().join("repo");
-                let commit = git::fetch(&url, &Revision::Head, &dir)?;
-                strip_symlinks(&dir)?;
+                let commit = self.fetch_marketplace(&url, &dir, gate)?;
                 let market = Marketplace::load(&dir)?;
                 if market.name != before.name {
                     return Err(StoreError::Renamed {
@@ -652,14 +704,21 @@ impl PluginStore {
                 market_record.commit.clone()
             }
             PluginSource::Github { rev, .. } | PluginSource::Git { rev, .. } => {
-                let url = entry.source.git_url().unwrap_or_default();
+                let url = entry
+                    .source
+                    .git_url_at(&self.github_base)
+                    .unwrap_or_default();
                 let commit = git::fetch(&url, rev, &dir)?;
                 strip_symlinks(&dir)?;
                 Some(commit)
             }
             PluginSource::GitSubdir { url, path, rev } => {
                 let clone = staging.path().join("clone");
-                let commit = git::fetch(url, rev, &clone)?;
+                let url = entry
+                    .source
+                    .git_url_at(&self.github_base)
+                    .unwrap_or(url.clone());
+                let commit = git::fetch(&url, rev, &clone)?;
                 strip_symlinks(&clone)?;
                 let rel = crate::marketplace::lexical_relative(path).ok_or_else(|| {
                     MarketplaceError::Outside {

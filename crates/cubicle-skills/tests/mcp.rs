@@ -1,4 +1,5 @@
-//! MCP client ⇄ a real server, over a child process's stdio.
+//! MCP client ⇄ a real server, over a child process's stdio and over
+//! streamable HTTP through a real egress proxy.
 //!
 //! This test binary is also the server: started with `CUBICLE_MCP_FIXTURE=1`
 //! it serves an `rmcp` `#[tool]` server on stdin/stdout instead of running
@@ -68,7 +69,15 @@ fn main() {
         return;
     }
     type Test = fn(&tokio::runtime::Runtime);
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 7] = [
+        (
+            "http_server_through_the_egress_proxy",
+            http_server_through_the_egress_proxy,
+        ),
+        (
+            "http_server_on_a_refused_domain_is_a_clear_error",
+            http_server_on_a_refused_domain,
+        ),
         ("child_process_round_trip", child_process_round_trip),
         (
             "server_inside_a_cubicle_round_trip",
@@ -297,5 +306,190 @@ fn not_mcp_inside_a_cubicle(rt: &tokio::runtime::Runtime) {
             Ok(_) => panic!("a server that is not MCP must not connect"),
         }
         computer.stop().await.unwrap();
+    });
+}
+
+/// Requests the HTTP fixture received.
+static HTTP_REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Refuses requests without `X-Team: blue`, so the test sees headers arrive.
+async fn require_team(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    HTTP_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if req.headers().get("x-team").is_none_or(|v| v != "blue") {
+        return (axum::http::StatusCode::UNAUTHORIZED, "no team").into_response();
+    }
+    next.run(req).await
+}
+
+/// The fixture served over streamable HTTP on loopback at `/mcp`,
+/// accepting the `Host` names `names`; returns its port.
+async fn http_fixture(names: &[&str]) -> u16 {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let mut config = StreamableHttpServerConfig::default();
+    config.allowed_hosts = names.iter().map(|n| (*n).to_owned()).collect();
+    let service = StreamableHttpService::new(
+        || Ok(Fixture),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let router = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(require_team));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    port
+}
+
+/// An egress proxy on loopback that allows `mcp.test` (and, by an explicit
+/// address rule, 127.0.0.1 behind it), denies `blocked.test` by rule, and
+/// knows `other.test` without allowing it; all three names map to
+/// 127.0.0.1.
+async fn test_proxy() -> (
+    cubicle_egress::EgressProxy,
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<cubicle_egress::EgressEvent>,
+) {
+    use cubicle_egress::{AddressRule, DomainRule, EgressConfig, EgressProxy, StaticResolver};
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let config = EgressConfig {
+        allow: vec![DomainRule::new("mcp.test", "test policy")],
+        deny: vec![DomainRule::new("blocked.test", "test policy: deny")],
+        allow_addresses: vec![AddressRule::new("127.0.0.1", "test policy")],
+        ..EgressConfig::default()
+    };
+    let resolver = StaticResolver::new()
+        .with("mcp.test", [loopback])
+        .with("blocked.test", [loopback])
+        .with("other.test", [loopback]);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = EgressProxy::builder("mcp-test", config)
+        .resolver(Arc::new(resolver))
+        .events(tx)
+        .build()
+        .unwrap();
+    let addr = proxy.listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    (proxy, addr, rx)
+}
+
+fn http_server(name: &str, url: &str, headers: &[(&str, &str)]) -> McpServerConfig {
+    McpServerConfig {
+        name: name.to_owned(),
+        transport: McpTransport::Http {
+            url: url.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        },
+        origin: "test .mcp.json".to_owned(),
+    }
+}
+
+fn team_env(team: &'static str) -> impl Fn(&str) -> Option<String> {
+    move |name: &str| (name == "TEAM").then(|| team.to_owned())
+}
+
+/// An HTTP server's tools work as Cubicle tools, every request passing the
+/// egress proxy, with a header taken from the host environment.
+fn http_server_through_the_egress_proxy(rt: &tokio::runtime::Runtime) {
+    rt.block_on(async {
+        let port = http_fixture(&["mcp.test"]).await;
+        let (proxy, proxy_addr, mut events) = test_proxy().await;
+        let config = http_server(
+            "remote",
+            &format!("http://mcp.test:{port}/mcp"),
+            &[("X-Team", "${TEAM}")],
+        );
+        let client: Arc<dyn McpClient> = Arc::new(
+            cubicle_skills::mcp::connect_http(&config, proxy_addr, &team_env("blue"))
+                .await
+                .unwrap(),
+        );
+        let tools = mcp_tools(Arc::clone(&client)).await.unwrap();
+        let mut names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
+        names.sort();
+        assert_eq!(names, ["mcp__remote__broken", "mcp__remote__sum"]);
+        let sum = tools.iter().find(|t| t.info().name == "sum").unwrap();
+        let out = sum.invoke(json!({"a": 40, "b": 2})).await;
+        assert!(!out.is_error, "{out:?}");
+        assert_eq!(out.content, vec![ToolResultContent::text("42")]);
+        let broken = tools.iter().find(|t| t.info().name == "broken").unwrap();
+        let out = broken.invoke(json!({})).await;
+        assert!(out.is_error && out.text_summary().contains("broken on purpose"));
+        client.close().await;
+
+        // The proxy saw (and allowed) the requests, by name.
+        let mut seen = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            seen.push((e.host, e.allowed));
+        }
+        assert!(seen.contains(&("mcp.test".to_owned(), true)), "{seen:?}");
+        assert!(seen.iter().all(|(h, _)| h == "mcp.test"), "{seen:?}");
+
+        // A header variable that is not set is named; a wrong value is the
+        // server's refusal, reported as a failed start.
+        let e = cubicle_skills::mcp::connect_http(&config, proxy_addr, &|_| None)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("TEAM is not set"), "{e}");
+        match cubicle_skills::mcp::connect_http(&config, proxy_addr, &team_env("red")).await {
+            Err(McpError::Connect { server, .. }) => assert_eq!(server, "remote"),
+            Err(other) => panic!("expected a connect error, got {other}"),
+            Ok(_) => panic!("the server refuses a wrong team"),
+        }
+        proxy.shutdown().await;
+    });
+}
+
+/// A server on a domain the policy does not allow, or denies by rule, is
+/// not reached; the error says why, naming the rule.
+fn http_server_on_a_refused_domain(rt: &tokio::runtime::Runtime) {
+    rt.block_on(async {
+        let port = http_fixture(&["other.test", "blocked.test"]).await;
+        let (proxy, proxy_addr, _events) = test_proxy().await;
+        let before = HTTP_REQUESTS.load(std::sync::atomic::Ordering::SeqCst);
+        let connect = |host: &'static str, scheme: &'static str| {
+            let config = http_server("far", &format!("{scheme}://{host}:{port}/mcp"), &[]);
+            async move {
+                match cubicle_skills::mcp::connect_http(&config, proxy_addr, &|_| None).await {
+                    Err(McpError::Connect { message, .. }) => message,
+                    Err(other) => panic!("expected a connect error, got {other}"),
+                    Ok(_) => panic!("{host} must not be reachable"),
+                }
+            }
+        };
+        let not_listed = connect("other.test", "http").await;
+        assert!(
+            not_listed.contains("egress proxy refused")
+                && not_listed.contains("other.test is not on the allowed list"),
+            "{not_listed}"
+        );
+        let denied = connect("blocked.test", "http").await;
+        assert!(
+            denied.contains(r#"denied by rule "blocked.test" (test policy: deny)"#),
+            "{denied}"
+        );
+        // Over https the proxy refuses the tunnel itself; same explanation.
+        let denied_tls = connect("blocked.test", "https").await;
+        assert!(
+            denied_tls.contains(r#"denied by rule "blocked.test" (test policy: deny)"#),
+            "{denied_tls}"
+        );
+        assert_eq!(
+            HTTP_REQUESTS.load(std::sync::atomic::Ordering::SeqCst),
+            before,
+            "the server must not have been reached"
+        );
+        proxy.shutdown().await;
     });
 }

@@ -355,6 +355,12 @@ fn marketplace_from_git_install_update_remove() {
         list.contains("fmt@acme v1.0.0") && list.contains("remote@acme v1.0.0"),
         "{list}"
     );
+    // Each plugin's slash commands and agents are listed under it.
+    assert!(list.contains("\n  /fmt:fmt "), "{list}");
+    assert!(
+        list.contains("\n  agent fmt:reviewer (the model calls it as `fmt__reviewer`)"),
+        "{list}"
+    );
 
     // Nothing changed upstream: up to date.
     assert!(run(&env, &["update", "fmt@acme"]).contains("up to date"));
@@ -519,4 +525,88 @@ fn symlinks_in_a_fetched_plugin_are_not_installed() {
     assert!(
         std::fs::symlink_metadata(store.plugin_dir("m", "p").join("skills/leak/SKILL.md")).is_err()
     );
+}
+
+#[test]
+fn slash_commands_expand_plugin_commands_and_person_invocable_skills() {
+    use cubicle_skills::skill::{Skill, SkillSource};
+    use cubicle_skills::{Catalog, CommandIndex, Preferences, SlashError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_root = dir.path().join("greet");
+    write(
+        &plugin_root,
+        ".claude-plugin/plugin.json",
+        r#"{"name": "greet"}"#,
+    );
+    write(
+        &plugin_root,
+        "commands/hello.md",
+        "---\ndescription: Greet someone\nargument-hint: NAME\nallowed-tools: Bash(echo *), Read\nmodel: haiku\n---\nGreet $1 with ${CUBICLE_PLUGIN_ROOT}/words.txt\n",
+    );
+    write(
+        &plugin_root,
+        "skills/card/SKILL.md",
+        "---\nname: card\ndescription: Drafts a card.\n---\nDraft a card for $ARGUMENTS.\n",
+    );
+    let user = dir.path().join("user");
+    write(
+        &user,
+        "memo/SKILL.md",
+        "---\nname: memo\ndescription: Writes memos.\ndisable-model-invocation: true\n---\nWrite a memo.\n",
+    );
+    write(
+        &user,
+        "hidden/SKILL.md",
+        "---\nname: hidden\ndescription: Only for the model.\nuser-invocable: false\n---\nSecret.\n",
+    );
+    let prefs = dir.path().join("prefs");
+    Preferences::load(&prefs, "memo")
+        .unwrap()
+        .set("signature", "Ann")
+        .unwrap();
+
+    let plugin = Plugin::load(&plugin_root).unwrap();
+    let mut skills = plugin.skills.clone();
+    for name in ["memo", "hidden"] {
+        skills.push(Skill::load(&user.join(name), SkillSource::User).unwrap());
+    }
+    let mut index = CommandIndex::new(Some(prefs));
+    index.add_plugin(&plugin);
+    index.add_skills(&Catalog::new(skills));
+    let names: Vec<&str> = index.commands().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["greet:hello", "greet:card", "memo"]);
+    assert_eq!(index.commands()[0].usage(), "/greet:hello NAME");
+
+    let e = index.expand("/hello Ann").unwrap().unwrap();
+    assert_eq!(e.command, "greet:hello");
+    assert_eq!(
+        e.prompt,
+        "<command-name>/greet:hello</command-name>\n<command-args>Ann</command-args>\n\nGreet Ann with /mnt/.plugins/greet/words.txt"
+    );
+    assert_eq!(e.allowed_tools, vec!["Bash(echo *)", "Read"]);
+    assert_eq!(e.model.as_deref(), Some("haiku"));
+
+    // A plugin's skill by its short name, with its folder in the cubicle.
+    let e = index.expand("/card Bob's birthday").unwrap().unwrap();
+    assert_eq!(e.command, "greet:card");
+    assert!(
+        e.prompt.contains("Draft a card for Bob's birthday."),
+        "{}",
+        e.prompt
+    );
+    // A skill only the person may start, with their private preferences.
+    let e = index.expand("/memo Q3").unwrap().unwrap();
+    assert!(e.prompt.contains("Write a memo."), "{}", e.prompt);
+    assert!(e.prompt.contains("ARGUMENTS: Q3"), "{}", e.prompt);
+    assert!(
+        e.prompt.contains("signature") && e.prompt.contains("Ann"),
+        "{}",
+        e.prompt
+    );
+    // A skill that is not user-invocable is not a command.
+    assert!(matches!(
+        index.expand("/hidden").unwrap_err(),
+        SlashError::Unknown { .. }
+    ));
 }

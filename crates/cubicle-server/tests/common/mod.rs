@@ -172,7 +172,20 @@ async fn launch(
                 let _ = computer.stop().await;
             })
         })),
+        prepare: Some(Arc::new(prepare_message)),
     })
+}
+
+/// The test front end's one slash command, `/shout TEXT`, sends TEXT in
+/// capitals; any other `/word` is unknown, as a plugin command would be.
+pub fn prepare_message(typed: &str) -> Result<String, String> {
+    match typed.strip_prefix('/') {
+        None => Ok(typed.to_owned()),
+        Some(rest) => match rest.split_once(' ') {
+            Some(("shout", text)) => Ok(text.to_uppercase()),
+            _ => Err(format!("there is no command /{rest}")),
+        },
+    }
 }
 
 /// What the model says when a session is resumed.

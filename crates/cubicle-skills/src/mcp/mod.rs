@@ -11,9 +11,11 @@
 //! takes any pair of byte streams, which is how a session carries the stdio
 //! of a server started *inside* the cubicle over the guest protocol;
 //! [`RmcpClient::connect_command`] starts a local process (the guest itself,
-//! and tests).
+//! and tests). A streamable-HTTP server is reached from the host through the
+//! session's egress proxy ([`http::connect_http`]).
 
 pub mod config;
+pub mod http;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +26,7 @@ use cubicle_tools::{Tool, ToolContext, ToolOutput};
 use serde_json::Value;
 
 pub use config::{McpServerConfig, McpTransport, parse_servers, valid_server_name};
+pub use http::{connect_http, expand_env};
 
 /// Longest a tool call may take before it is abandoned.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);

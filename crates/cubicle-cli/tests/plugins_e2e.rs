@@ -1,0 +1,476 @@
+//! Plugins end to end through the `cubicle` binary: a marketplace in a real
+//! git repository (made with the `git` program, fetched by `gix` over
+//! `file://`), `cubicle plugin marketplace add` and `install`, then
+//! sessions against a loopback server speaking Anthropic's Messages SSE in
+//! which a slash command expands, the plugin's hooks run inside the
+//! cubicle, a hook stops the agent with `"continue": false`, a settings
+//! file's hook runs too, and the plugin's agent is offered as a delegate.
+//! Assertions are on what the model was sent, what the hooks wrote in the
+//! workspace and what the transcript holds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+/// A one-thread-per-connection HTTP server that answers `POST /v1/messages`
+/// from a queue of assistant messages and keeps every request body.
+struct FakeApi {
+    url: String,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeApi {
+    fn start(replies: Vec<Vec<Value>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let queue = Arc::new(Mutex::new(VecDeque::from(replies)));
+        let reqs = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (reqs, q) = (reqs.clone(), queue.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    reqs.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    let reply = q.lock().unwrap().pop_front();
+                    let (status, kind, body) = match reply {
+                        Some(blocks) => ("200 OK", "text/event-stream", sse(&blocks)),
+                        None => (
+                            "400 Bad Request",
+                            "application/json",
+                            r#"{"type":"error","error":{"type":"invalid_request_error","message":"the test script has no more replies"}}"#.to_owned(),
+                        ),
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Self { url, requests }
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Anthropic's SSE stream for one assistant message.
+fn sse(blocks: &[Value]) -> String {
+    let mut out = String::new();
+    let mut ev = |name: &str, data: Value| {
+        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    ev(
+        "message_start",
+        json!({"type":"message_start","message":{"id":"msg_test","type":"message","role":"assistant","content":[],"model":"claude-test","stop_reason":null,"usage":{"input_tokens":50,"output_tokens":1}}}),
+    );
+    let mut stop = "end_turn";
+    for (i, b) in blocks.iter().enumerate() {
+        if b["type"] == "tool_use" {
+            stop = "tool_use";
+            ev(
+                "content_block_start",
+                json!({"type":"content_block_start","index":i,"content_block":{"type":"tool_use","id":b["id"],"name":b["name"],"input":{}}}),
+            );
+            ev(
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":i,"delta":{"type":"input_json_delta","partial_json":b["input"].to_string()}}),
+            );
+        } else {
+            ev(
+                "content_block_start",
+                json!({"type":"content_block_start","index":i,"content_block":{"type":"text","text":""}}),
+            );
+            ev(
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":i,"delta":{"type":"text_delta","text":b["text"]}}),
+            );
+        }
+        ev(
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":i}),
+        );
+    }
+    ev(
+        "message_delta",
+        json!({"type":"message_delta","delta":{"stop_reason":stop},"usage":{"output_tokens":20}}),
+    );
+    ev("message_stop", json!({"type":"message_stop"}));
+    out
+}
+
+fn text(t: &str) -> Value {
+    json!({"type": "text", "text": t})
+}
+
+fn bash(id: &str, command: &str) -> Value {
+    json!({"type": "tool_use", "id": id, "name": "bash", "input": {"command": command}})
+}
+
+fn have_git() -> bool {
+    let ok = Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!(
+            "skipped: the `git` program is needed to make the test marketplace (apt-get install git)"
+        );
+    }
+    ok
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A marketplace `local` offering the plugin `greet`: a command, an agent,
+/// and hooks for UserPromptSubmit, PreToolUse and PostToolUse whose scripts
+/// live in the plugin (so they run from `/mnt/.plugins/greet` inside).
+fn make_marketplace(dir: &Path) {
+    write(
+        dir,
+        ".claude-plugin/marketplace.json",
+        r#"{"name": "local", "owner": {"name": "Test"},
+            "plugins": [{"name": "greet", "source": "./plugins/greet", "description": "Greets people"}]}"#,
+    );
+    let p = "plugins/greet";
+    write(
+        dir,
+        &format!("{p}/.claude-plugin/plugin.json"),
+        r#"{"name": "greet", "version": "1.0.0"}"#,
+    );
+    write(
+        dir,
+        &format!("{p}/commands/hello.md"),
+        "---\ndescription: Greet someone by name\nargument-hint: NAME [STYLE]\nallowed-tools: Bash\n---\nGreet $1 in a $2 way, using the words in ${CLAUDE_PLUGIN_ROOT}/greeting.txt (request: $ARGUMENTS).\n",
+    );
+    write(dir, &format!("{p}/greeting.txt"), "Good day\n");
+    write(
+        dir,
+        &format!("{p}/agents/helper.md"),
+        "---\nname: helper\ndescription: Drafts greeting cards.\ntools: Read, Bash\n---\nYou draft greeting cards.\n",
+    );
+    write(
+        dir,
+        &format!("{p}/hooks/hooks.json"),
+        r#"{"hooks": {
+            "UserPromptSubmit": [{"hooks": [{"type": "command", "command": "cat > /workspace/prompt-hook.json; echo greet-hook-context"}]}],
+            "PreToolUse": [{"matcher": "bash", "hooks": [{"type": "command", "command": "sh ${CLAUDE_PLUGIN_ROOT}/hooks/guard.sh"}]}],
+            "PostToolUse": [{"matcher": "bash", "hooks": [{"type": "command", "command": "sh ${CLAUDE_PLUGIN_ROOT}/hooks/log.sh", "timeout": 20}]}]
+        }}"#,
+    );
+    write(
+        dir,
+        &format!("{p}/hooks/guard.sh"),
+        "if grep -q forbidden; then echo '{\"continue\": false, \"stopReason\": \"forbidden words\"}'; fi\n",
+    );
+    write(
+        dir,
+        &format!("{p}/hooks/log.sh"),
+        "cat >> /workspace/tool-log.jsonl\necho >> /workspace/tool-log.jsonl\necho \"plugin root: $CLAUDE_PLUGIN_ROOT\" > /workspace/hook-env.txt\n",
+    );
+    git(dir, &["init", "-q"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "greet 1.0.0"]);
+}
+
+struct Env {
+    home: tempfile::TempDir,
+}
+
+impl Env {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cubicle"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .env("CUBICLE_MANAGED_DIR", self.home.path().join("managed"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn with_api(&self, api: &FakeApi) -> Command {
+        let mut c = self.cmd();
+        c.env("ANTHROPIC_API_KEY", "sk-test-key")
+            .env("ANTHROPIC_BASE_URL", &api.url);
+        c
+    }
+
+    fn sessions(&self) -> Vec<String> {
+        let dir = self.home.path().join("data/cubicle/sessions");
+        let mut ids: Vec<String> = std::fs::read_dir(dir)
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .trim_end_matches(".jsonl")
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// The transcript's records (header line skipped).
+    fn records(&self, id: &str) -> Vec<Value> {
+        let p = self
+            .home
+            .path()
+            .join(format!("data/cubicle/sessions/{id}.jsonl"));
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn workspace(&self, id: &str) -> PathBuf {
+        self.home.path().join("data/cubicle/workspaces").join(id)
+    }
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+fn first_user_text(request: &Value) -> String {
+    request["messages"][0]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[test]
+fn an_installed_plugin_expands_its_command_runs_its_hooks_inside_and_can_stop_the_agent() {
+    if !have_git() {
+        return;
+    }
+    let env = Env {
+        home: tempfile::tempdir().unwrap(),
+    };
+    let market = env.home.path().join("market");
+    make_marketplace(&market);
+    // A hook from the person's own settings, next to the policy's keys.
+    let settings = env.home.path().join("config/cubicle/settings.toml");
+    write(
+        settings.parent().unwrap(),
+        "settings.toml",
+        "[permissions]\nallow = [\"Bash(echo *)\"]\n\n[[hooks.SessionStart]]\nhooks = [{ type = \"command\", command = \"echo started > /workspace/settings-hook.txt\" }]\n",
+    );
+
+    let url = format!("file://{}", market.display());
+    let (out, stdout, stderr) = run(env.cmd().args(["plugin", "marketplace", "add", &url]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("Added marketplace `local`"), "{stdout}");
+    let (out, stdout, stderr) = run(env.cmd().args(["plugin", "install", "greet@local"]));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 command(s), 1 agent(s), 3 hook(s)"),
+        "{stdout}"
+    );
+    let (_, listed, _) = run(env.cmd().args(["plugin", "list"]));
+    assert!(
+        listed.contains("  /greet:hello NAME [STYLE]  Greet someone by name"),
+        "{listed}"
+    );
+
+    // An unknown command fails before anything starts, naming the close match.
+    let (out, _, stderr) = run(env.cmd().args(["run", "/helo Ann", "--no-input"]));
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("there is no command /helo; did you mean /greet:hello?"),
+        "{stderr}"
+    );
+    assert!(env.sessions().is_empty(), "no session was started");
+
+    // The command by its short name: expanded, hooked, recorded.
+    let api = FakeApi::start(vec![
+        vec![text("Greeting."), bash("toolu_1", "echo Good day, Ann")],
+        vec![text("Done: greeted Ann.")],
+    ]);
+    let (out, stdout, stderr) =
+        run(env
+            .with_api(&api)
+            .args(["run", "/hello Ann warm", "--no-input"]));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let sent = first_user_text(&reqs[0]);
+    assert!(
+        sent.starts_with(
+            "<command-name>/greet:hello</command-name>\n<command-args>Ann warm</command-args>\n\nGreet Ann in a warm way, using the words in /mnt/.plugins/greet/greeting.txt (request: Ann warm)."
+        ),
+        "{sent}"
+    );
+    // The UserPromptSubmit hook's stdout is context for the model.
+    assert!(
+        sent.contains("<hook-context>\ngreet-hook-context\n</hook-context>"),
+        "{sent}"
+    );
+    // The plugin's agent is a delegate the model can call.
+    let tools: Vec<&str> = reqs[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(tools.contains(&"greet__helper"), "{tools:?}");
+    let helper = reqs[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "greet__helper")
+        .unwrap();
+    assert!(
+        helper["description"]
+            .as_str()
+            .unwrap()
+            .contains("Drafts greeting cards."),
+        "{helper}"
+    );
+
+    let ids = env.sessions();
+    assert_eq!(ids.len(), 1);
+    let ws = env.workspace(&ids[0]);
+    // The hooks ran inside the cubicle: they wrote into /workspace.
+    let prompt_input: Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.join("prompt-hook.json")).unwrap())
+            .unwrap();
+    assert_eq!(prompt_input["hook_event_name"], "UserPromptSubmit");
+    assert_eq!(prompt_input["session_id"], ids[0].as_str());
+    assert!(
+        prompt_input["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("Greet Ann in a warm way"),
+        "{prompt_input}"
+    );
+    let log = std::fs::read_to_string(ws.join("tool-log.jsonl")).unwrap();
+    let post: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(post["hook_event_name"], "PostToolUse");
+    assert_eq!(post["tool_name"], "bash");
+    assert_eq!(post["tool_input"]["command"], "echo Good day, Ann");
+    assert!(
+        post["tool_response"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("Good day, Ann"),
+        "{post}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("hook-env.txt")).unwrap(),
+        "plugin root: /mnt/.plugins/greet\n"
+    );
+    // The settings file's SessionStart hook ran too.
+    assert_eq!(
+        std::fs::read_to_string(ws.join("settings-hook.txt")).unwrap(),
+        "started\n"
+    );
+    // The transcript holds the expanded command as the person's message.
+    let records = env.records(&ids[0]);
+    let user = records
+        .iter()
+        .find(|r| r["type"] == "user_message")
+        .expect("no user message recorded");
+    assert!(
+        user.to_string()
+            .contains("<command-name>/greet:hello</command-name>"),
+        "{user}"
+    );
+
+    // A PreToolUse hook answering `"continue": false` stops the agent: the
+    // tool does not run, the model is not called again, the transcript says why.
+    let api = FakeApi::start(vec![
+        vec![bash("toolu_2", "echo forbidden > /workspace/ran.txt")],
+        vec![text("should not be asked")],
+    ]);
+    let (out, stdout, stderr) =
+        run(env
+            .with_api(&api)
+            .args(["run", "/greet:hello Bob", "--no-input"]));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("forbidden words") || stderr.contains("forbidden words"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(api.requests().len(), 1);
+    let id = env.sessions().into_iter().find(|i| *i != ids[0]).unwrap();
+    assert!(!env.workspace(&id).join("ran.txt").exists());
+    let records = env.records(&id);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["type"] == "interrupted"
+                && r["reason"] == "stopped by a hook: forbidden words"),
+        "{records:?}"
+    );
+    assert!(
+        records.iter().any(|r| r["type"] == "tool_result"
+            && r["is_error"] == true
+            && r.to_string().contains("stopped by a hook")),
+        "{records:?}"
+    );
+}
