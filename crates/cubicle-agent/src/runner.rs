@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cubicle_models::{ModelDelta, ModelError, ModelRequest, ModelResponse};
+use cubicle_models::{ModelClient, ModelDelta, ModelError, ModelRequest, ModelResponse};
 use cubicle_protocol::conversation::{ContentBlock, Message, StopReason, ToolSpec};
 use cubicle_protocol::events::{Event, NoticeLevel, TurnEndReason};
 use cubicle_protocol::transcript::Record;
@@ -70,6 +70,8 @@ fn build_specs(
 pub(crate) struct Agent {
     id: Option<String>,
     shared: Arc<Shared>,
+    /// The model this agent talks to: the session's, or a delegate's own.
+    model: Arc<dyn ModelClient>,
     tools: Vec<Arc<dyn Tool>>,
     session_tools: SessionTools,
     /// Tool specs, built once: generating JSON Schemas per call is not free.
@@ -106,6 +108,7 @@ impl Agent {
         };
         Self {
             id: None,
+            model: shared.model.clone(),
             specs: build_specs(&tools, session_tools, &shared.config.delegates),
             tools,
             session_tools,
@@ -120,7 +123,13 @@ impl Agent {
         }
     }
 
-    fn sub(shared: Arc<Shared>, id: String, tools: Vec<Arc<dyn Tool>>, system: String) -> Self {
+    fn sub(
+        shared: Arc<Shared>,
+        id: String,
+        model: Option<Arc<dyn ModelClient>>,
+        tools: Vec<Arc<dyn Tool>>,
+        system: String,
+    ) -> Self {
         let max_turns = Some(shared.config.subagent_max_turns);
         let session_tools = SessionTools {
             todo: false,
@@ -129,6 +138,7 @@ impl Agent {
         };
         Self {
             id: Some(id),
+            model: model.unwrap_or_else(|| shared.model.clone()),
             specs: build_specs(&tools, session_tools, &[]),
             tools,
             session_tools,
@@ -284,7 +294,7 @@ impl Agent {
     }
 
     fn needs_compaction(&self) -> bool {
-        let window = self.shared.model.context_window();
+        let window = self.model.context_window();
         window > 0
             && self.history.len() > 2
             && self.last_prompt_tokens as f64 >= self.shared.config.compact_at * window as f64
@@ -312,11 +322,7 @@ impl Agent {
             let result = self.complete_streaming(&req, cancel).await;
             match result {
                 Ok(resp) => {
-                    let model = format!(
-                        "{}:{}",
-                        self.shared.model.provider(),
-                        self.shared.model.model()
-                    );
+                    let model = format!("{}:{}", self.model.provider(), self.model.model());
                     self.record(Record::ModelResponse {
                         message: resp.message.clone(),
                         usage: resp.usage,
@@ -326,8 +332,8 @@ impl Agent {
                     });
                     lock(&self.shared.usage).add(&resp.usage);
                     self.shared.audit(cubicle_audit::RecordKind::ModelCall {
-                        provider: self.shared.model.provider().to_owned(),
-                        model: self.shared.model.model().to_owned(),
+                        provider: self.model.provider().to_owned(),
+                        model: self.model.model().to_owned(),
                         input_tokens: resp.usage.input_tokens,
                         output_tokens: resp.usage.output_tokens,
                         cache_read: resp.usage.cache_read_input_tokens,
@@ -385,7 +391,7 @@ impl Agent {
                 shared.emit(agent.as_deref(), event);
             }
         });
-        let result = self.shared.model.complete(req, Some(&tx), cancel).await;
+        let result = self.model.complete(req, Some(&tx), cancel).await;
         drop(tx);
         let _ = forward.await;
         result
@@ -831,7 +837,7 @@ impl Agent {
             }
         };
         let system = prompt::subagent_prompt(self.shared.computer.info());
-        self.run_subagent("task", tools, system, args.prompt, cancel)
+        self.run_subagent("task", None, tools, system, args.prompt, cancel)
             .await
     }
 
@@ -850,6 +856,7 @@ impl Agent {
             };
         self.run_subagent(
             &d.name,
+            d.model.clone(),
             d.tools.clone(),
             d.system_prompt.clone(),
             args.prompt,
@@ -871,6 +878,7 @@ impl Agent {
     async fn run_subagent(
         &self,
         kind: &str,
+        model: Option<Arc<dyn ModelClient>>,
         tools: Vec<Arc<dyn Tool>>,
         system: String,
         prompt: String,
@@ -878,7 +886,7 @@ impl Agent {
     ) -> ToolOutput {
         let n = self.shared.subagents.fetch_add(1, Ordering::Relaxed) + 1;
         let sub_id = format!("{kind}-{n}");
-        let mut sub = Agent::sub(self.shared.clone(), sub_id.clone(), tools, system);
+        let mut sub = Agent::sub(self.shared.clone(), sub_id.clone(), model, tools, system);
         let reason = Box::pin(sub.run_turn(Some(prompt), cancel)).await;
         let report = sub
             .history
@@ -933,7 +941,7 @@ impl Agent {
             max_tokens: 8_000,
             agent: self.id.clone(),
         };
-        match self.shared.model.complete(&req, None, cancel).await {
+        match self.model.complete(&req, None, cancel).await {
             Ok(resp) => {
                 lock(&self.shared.usage).add(&resp.usage);
                 let summary = resp.message.text();

@@ -72,6 +72,8 @@ pub struct Delegate {
     pub system_prompt: String,
     /// Its tools, and nothing else.
     pub tools: Vec<Arc<dyn Tool>>,
+    /// The model that runs it; `None` runs it on the session's model.
+    pub model: Option<Arc<dyn ModelClient>>,
 }
 
 impl std::fmt::Debug for Delegate {
@@ -81,6 +83,13 @@ impl std::fmt::Debug for Delegate {
             .field(
                 "tools",
                 &self.tools.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "model",
+                &self
+                    .model
+                    .as_ref()
+                    .map(|m| format!("{}:{}", m.provider(), m.model())),
             )
             .finish_non_exhaustive()
     }

@@ -677,6 +677,7 @@ async fn delegates_run_with_their_own_prompt_and_tools() {
             description: "Hand reading work to a reader.".into(),
             system_prompt: "You are a reader.".into(),
             tools: vec![read],
+            model: None,
         }],
         ..SessionConfig::default()
     };
@@ -715,6 +716,54 @@ async fn delegates_run_with_their_own_prompt_and_tools() {
             .iter()
             .any(|e| e.agent.as_deref() == Some("reader-1"))
     );
+    h.shutdown().await;
+}
+
+/// A delegate with a model of its own (a plugin agent's `model: haiku`):
+/// the sub-agent's requests go to that model, the main agent's to the
+/// session's.
+#[tokio::test]
+async fn a_delegate_with_its_own_model_talks_to_it() {
+    let session_model = Arc::new(ScriptedModel::from_fn(|req, _| {
+        Ok(match (req.agent.as_deref(), req.messages.len()) {
+            (None, 1) => ScriptedModel::tool_use_response(
+                "d",
+                "summariser",
+                json!({"description": "summarise", "prompt": "Summarise: a, b, c."}),
+            ),
+            (None, _) => ScriptedModel::text_response("Done."),
+            (Some(other), _) => panic!("the session's model ran the sub-agent {other}"),
+        })
+    }));
+    let own_model = Arc::new(ScriptedModel::from_fn(|req, _| {
+        assert_eq!(req.agent.as_deref(), Some("summariser-1"));
+        Ok(ScriptedModel::text_response("a to c."))
+    }));
+    let config = SessionConfig {
+        delegates: vec![cubicle_agent::Delegate {
+            name: "summariser".into(),
+            description: "Summarises.".into(),
+            system_prompt: "You summarise.".into(),
+            tools: vec![],
+            model: Some(own_model.clone()),
+        }],
+        ..SessionConfig::default()
+    };
+    let mut h = start_with(
+        session_model.clone(),
+        config,
+        Arc::new(cubicle_agent::AllowAll),
+        vec![],
+    )
+    .await;
+    let (_, reason) = h.turn("summarise it").await;
+    assert_eq!(reason, TurnEndReason::Done);
+    assert_eq!(
+        results_seen(&session_model)["d"],
+        ("a to c.".to_owned(), false)
+    );
+    assert_eq!(own_model.requests().len(), 1);
+    assert!(session_model.requests().iter().all(|r| r.agent.is_none()));
     h.shutdown().await;
 }
 

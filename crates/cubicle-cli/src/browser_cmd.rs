@@ -151,6 +151,7 @@ fn browser_delegate(browser: Arc<Browser>) -> cubicle_agent::Delegate {
         description: BROWSER_DELEGATE_DESCRIPTION.to_owned(),
         system_prompt: cubicle_browser::tools::BROWSER_AGENT_PROMPT.to_owned(),
         tools: cubicle_browser::tools::browser_tools(browser),
+        model: None,
     }
 }
 

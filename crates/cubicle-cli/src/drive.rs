@@ -135,6 +135,7 @@ async fn reopen(
         },
         (p, m) => (p.clone(), m.clone()),
     };
+    let base_url = spec.base_url.clone();
     let model = model_client(&ProviderSpec {
         provider,
         model,
@@ -210,7 +211,12 @@ async fn reopen(
             .await
             .into_iter()
             .collect();
-    delegates.extend(plugin_delegates(&agents, &tools, &*computer));
+    delegates.extend(plugin_delegates(
+        &agents,
+        &tools,
+        &*computer,
+        &agent_models(&model, base_url.clone(), &policy, &header.backend),
+    ));
     let config = SessionConfig {
         interactive,
         delegates,
@@ -300,10 +306,11 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         &grants,
     )?);
     let backend_name = backend::resolve(&backend_name)?;
+    let base_url = opts.base_url.clone().or(config.base_url.clone());
     let model = model_client(&ProviderSpec {
         provider: opts.provider.clone().or(config.provider.clone()),
         model: opts.model.clone().or(config.model.clone()),
-        base_url: opts.base_url.clone().or(config.base_url.clone()),
+        base_url: base_url.clone(),
         api_key: None,
         replay: opts.replay.clone(),
     })?;
@@ -382,7 +389,12 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
             .await
             .into_iter()
             .collect();
-    delegates.extend(plugin_delegates(&agents, &tools, &*computer));
+    delegates.extend(plugin_delegates(
+        &agents,
+        &tools,
+        &*computer,
+        &agent_models(&model, base_url, &policy, backend_name),
+    ));
     let session_config = SessionConfig {
         interactive: !opts.no_input,
         prompt_appendix: skills.prompt.clone(),
@@ -438,12 +450,13 @@ fn plugin_delegates(
     agents: &[cubicle_skills::plugin::AgentDefinition],
     tools: &[Arc<dyn cubicle_tools::Tool>],
     computer: &dyn Computer,
+    models: &ModelFor<'_>,
 ) -> Vec<cubicle_agent::Delegate> {
     let environment = cubicle_agent::prompt::subagent_prompt(computer.info());
     agents
         .iter()
         .map(|def| {
-            let (d, warnings) = cubicle_skills::agents::delegate(
+            let (mut d, warnings) = cubicle_skills::agents::delegate(
                 def,
                 tools,
                 &cubicle_policy::rule::cubicle_tool_name,
@@ -452,9 +465,60 @@ fn plugin_delegates(
             for w in warnings {
                 tracing::info!("plugins: {w}");
             }
+            if let Some(wanted) = def.model.as_deref().filter(|m| *m != "inherit") {
+                match models(wanted) {
+                    Ok(model) => d.model = Some(model),
+                    Err(why) => eprintln!(
+                        "cubicle: warning: agent `{}` asks for the model `{wanted}`: {why}; it runs on the session's model",
+                        def.name
+                    ),
+                }
+            }
             d
         })
         .collect()
+}
+
+/// Builds the model client a name asks for, or says why it cannot.
+type ModelFor<'a> = dyn Fn(&str) -> Result<Arc<dyn ModelClient>, String> + 'a;
+
+/// Resolves the model a plugin agent names, on the session's provider and
+/// API root: Claude Code's aliases (`sonnet`, `opus`, `haiku`) name
+/// Anthropic's models, anything else is a model id. The policy's allowed
+/// providers and models apply as to the session's own model.
+fn agent_models<'a>(
+    session: &'a Arc<dyn ModelClient>,
+    base_url: Option<String>,
+    policy: &'a cubicle_policy::Policy,
+    backend: &'a str,
+) -> impl Fn(&str) -> Result<Arc<dyn ModelClient>, String> + 'a {
+    move |wanted: &str| {
+        let provider = session.provider();
+        let id = match (provider, cubicle_models::anthropic::alias(wanted)) {
+            ("anthropic", Some(id)) => id.to_owned(),
+            (_, Some(_)) => {
+                return Err(format!(
+                    "`{wanted}` names an Anthropic model and the session runs on {provider}"
+                ));
+            }
+            _ => wanted.to_owned(),
+        };
+        if provider == "replay" {
+            return Err("a replayed session has only its recorded model".to_owned());
+        }
+        if id == session.model() {
+            return Ok(session.clone());
+        }
+        safety::check_allowed(policy, backend, provider, &id).map_err(|e| e.to_string())?;
+        model_client(&ProviderSpec {
+            provider: Some(provider.to_owned()),
+            model: Some(id),
+            base_url: base_url.clone(),
+            api_key: None,
+            replay: None,
+        })
+        .map_err(|e| e.to_string())
+    }
 }
 
 /// The skills a session can use: their catalog for the system prompt, the

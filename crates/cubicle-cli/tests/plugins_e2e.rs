@@ -199,7 +199,7 @@ fn make_marketplace(dir: &Path) {
     write(
         dir,
         &format!("{p}/agents/helper.md"),
-        "---\nname: helper\ndescription: Drafts greeting cards.\ntools: Read, Bash\n---\nYou draft greeting cards.\n",
+        "---\nname: helper\ndescription: Drafts greeting cards.\ntools: Read, Bash\nmodel: haiku\n---\nYou draft greeting cards.\n",
     );
     write(
         dir,
@@ -473,4 +473,26 @@ fn an_installed_plugin_expands_its_command_runs_its_hooks_inside_and_can_stop_th
             && r.to_string().contains("stopped by a hook")),
         "{records:?}"
     );
+
+    // The plugin's agent runs on the model its definition names
+    // (`model: haiku`), the session on its own.
+    let api = FakeApi::start(vec![
+        vec![
+            json!({"type": "tool_use", "id": "toolu_3", "name": "greet__helper",
+            "input": {"description": "draft a card", "prompt": "Draft a card for Cy."}}),
+        ],
+        vec![text("Dear Cy, best wishes.")],
+        vec![text("Here is the card.")],
+    ]);
+    let (out, stdout, stderr) = run(env
+        .with_api(&api)
+        .args(["run", "Make a card", "--no-input"]));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    assert_eq!(reqs[1]["model"], "claude-haiku-4-5", "{}", reqs[1]);
+    let system = reqs[1]["system"].to_string();
+    assert!(system.contains("You draft greeting cards."), "{system}");
+    assert_ne!(reqs[0]["model"], "claude-haiku-4-5");
+    assert_eq!(reqs[2]["model"], reqs[0]["model"]);
 }

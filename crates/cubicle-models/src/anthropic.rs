@@ -37,6 +37,17 @@ pub const API_VERSION: &str = "2023-06-01";
 /// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
 
+/// The model a Claude Code alias names (`model: haiku` in a plugin's agent
+/// or command definition); `None` when `name` is not an alias.
+pub fn alias(name: &str) -> Option<&'static str> {
+    match name {
+        "sonnet" => Some(DEFAULT_MODEL),
+        "opus" => Some("claude-opus-4-1"),
+        "haiku" => Some("claude-haiku-4-5"),
+        _ => None,
+    }
+}
+
 /// Context window of current Claude models. The 1M-token window is a beta
 /// that costs more per token; it is not turned on behind the user's back.
 pub const CONTEXT_WINDOW: u64 = 200_000;

@@ -8,9 +8,9 @@
 //! `plugin:agent`. Claude Code's tool names in `tools` (`Read`, `Bash`, …)
 //! are mapped to Cubicle's by the caller's `map` (the policy crate's
 //! table); an empty list means every tool the session has. A tool the
-//! session does not have is left out with a warning. A `model` other than
-//! `inherit` is not applied (the session's model runs every agent) and
-//! says so in a warning.
+//! session does not have is left out with a warning. The definition's
+//! `model` is the caller's to resolve (it knows the session's provider and
+//! the policy) and set as [`Delegate::model`].
 
 use std::sync::Arc;
 
@@ -70,12 +70,6 @@ pub fn delegate(
         }
         picked
     };
-    if let Some(model) = def.model.as_deref().filter(|m| *m != "inherit") {
-        warnings.push(format!(
-            "agent `{}` asks for the model `{model}`; it runs on the session's model",
-            def.name
-        ));
-    }
     let mut system_prompt = def.prompt.trim().to_owned();
     if !environment.is_empty() {
         system_prompt.push_str("\n\n");
@@ -86,6 +80,7 @@ pub fn delegate(
         description: format!("{} (plugin agent `{}`)", def.description.trim(), def.name),
         system_prompt,
         tools: picked,
+        model: None,
     };
     (delegate, warnings)
 }
@@ -149,12 +144,12 @@ mod tests {
             d.tools.iter().map(|t| t.name()).collect::<Vec<_>>(),
             vec!["read", "grep", "bash"]
         );
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].contains("`WebSearch` is not available"),
             "{warnings:?}"
         );
-        assert!(warnings[1].contains("model `sonnet`"), "{warnings:?}");
+        assert!(d.model.is_none(), "the caller resolves the model");
 
         let (d, warnings) = delegate(&def(&[], Some("inherit")), &all, &claude, "");
         assert_eq!(d.tools.len(), all.len());
