@@ -103,12 +103,7 @@ impl PluginEnv {
 
 /// The gate of a loaded policy.
 pub fn policy_gate(policy: cubicle_policy::Policy) -> Gate {
-    Box::new(move |id: &str| {
-        policy.marketplace_allowed(id).map_err(|d| match &d.rule {
-            Some(rule) => format!("{} ({rule})", d.reason),
-            None => d.reason.clone(),
-        })
-    })
+    Box::new(move |id: &str| policy.marketplace_allowed(id).map_err(|d| d.explain()))
 }
 
 /// Runs a `plugin` subcommand.

@@ -88,19 +88,12 @@ pub fn load_policy(args: &PolicyArgs, grants: &[Grant]) -> Result<Policy> {
 /// Refuses a backend or model the policy does not allow.
 pub fn check_allowed(policy: &Policy, backend: &str, provider: &str, model: &str) -> Result<()> {
     if let Err(d) = policy.backend_allowed(backend) {
-        bail!("{}", decision_line(&d));
+        bail!("{}", d.explain());
     }
     if let Err(d) = policy.provider_allowed(provider, model) {
-        bail!("{}", decision_line(&d));
+        bail!("{}", d.explain());
     }
     Ok(())
-}
-
-fn decision_line(d: &cubicle_policy::Decision) -> String {
-    match &d.rule {
-        Some(rule) => format!("{} (rule {rule})", d.reason),
-        None => d.reason.clone(),
-    }
 }
 
 /// Name of the secret that, when stored (`cubicle secret set audit-hmac`),

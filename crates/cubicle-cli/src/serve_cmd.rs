@@ -127,12 +127,7 @@ pub fn policy_report(policy: &cubicle_policy::Policy) -> PolicyReport {
 /// (as `cubicle plugin` applies them).
 pub fn marketplace_gate(policy: &cubicle_policy::Policy) -> MarketplaceGate {
     let policy = policy.clone();
-    Arc::new(move |id: &str| {
-        policy.marketplace_allowed(id).map_err(|d| match &d.rule {
-            Some(rule) => format!("{} ({rule})", d.reason),
-            None => d.reason.clone(),
-        })
-    })
+    Arc::new(move |id: &str| policy.marketplace_allowed(id).map_err(|d| d.explain()))
 }
 
 /// `cubicle serve`: serves until Ctrl-C. Sessions started from the browser

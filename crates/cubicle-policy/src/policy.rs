@@ -42,6 +42,17 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// The reason and, when a rule decided, which: the sentence a refusal
+    /// shows the person, e.g. `… is blocked (rule managed.toml: marketplaces.block)`.
+    pub fn explain(&self) -> String {
+        match &self.rule {
+            Some(rule) => format!("{} (rule {rule})", self.reason),
+            None => self.reason.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.effect, self.reason)?;

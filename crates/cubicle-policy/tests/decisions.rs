@@ -341,10 +341,18 @@ fn backends_models_and_marketplaces() {
         "The model gpt-5 is not allowed: your administrator allows only [\"claude-*\"]."
     );
     assert_eq!(p.marketplace_allowed("github:acme/tools"), Ok(()));
+    let blocked = p.marketplace_allowed("github:acme/bad").unwrap_err();
     assert_eq!(
-        p.marketplace_allowed("github:acme/bad").unwrap_err().reason,
+        blocked.reason,
         "The marketplace github:acme/bad is blocked by your administrator."
     );
+    // What a refusal shows: the reason, then the rule that decided.
+    let rule = blocked.rule.clone().unwrap();
+    assert_eq!(
+        blocked.explain(),
+        format!("{} (rule {rule})", blocked.reason)
+    );
+    assert!(rule.to_string().contains("github:acme/bad"), "{rule}");
     assert_eq!(
         p.marketplace_allowed("github:other/x").unwrap_err().reason,
         "The marketplace github:other/x is not allowed: your administrator allows only \
