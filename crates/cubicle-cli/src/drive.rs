@@ -206,17 +206,16 @@ async fn reopen(
         None,
         Config::load()?.browser_attach.as_deref(),
     );
-    let mut delegates: Vec<cubicle_agent::Delegate> =
-        crate::browser_cmd::delegate(&policy, &egress.proxy, attach.as_deref())
-            .await
-            .into_iter()
-            .collect();
-    delegates.extend(plugin_delegates(
+    let delegates = session_delegates(
+        &policy,
+        &egress.proxy,
+        attach.as_deref(),
         &agents,
         &tools,
         &*computer,
         &agent_models(&model, base_url.clone(), &policy, &header.backend),
-    ));
+    )
+    .await;
     let config = SessionConfig {
         interactive,
         delegates,
@@ -384,17 +383,16 @@ async fn start(opts: &SessionOpts, task: Option<&str>) -> Result<Started> {
         opts.attach_browser.as_deref(),
         config.browser_attach.as_deref(),
     );
-    let mut delegates: Vec<cubicle_agent::Delegate> =
-        crate::browser_cmd::delegate(&policy, &egress.proxy, attach.as_deref())
-            .await
-            .into_iter()
-            .collect();
-    delegates.extend(plugin_delegates(
+    let delegates = session_delegates(
+        &policy,
+        &egress.proxy,
+        attach.as_deref(),
         &agents,
         &tools,
         &*computer,
         &agent_models(&model, base_url, &policy, backend_name),
-    ));
+    )
+    .await;
     let session_config = SessionConfig {
         interactive: !opts.no_input,
         prompt_appendix: skills.prompt.clone(),
@@ -444,6 +442,26 @@ fn command_index(
     index
 }
 
+/// The session's delegates: the browser sub-agent (when Chromium is there
+/// and the policy allows it), then the installed plugins' agents.
+async fn session_delegates(
+    policy: &cubicle_policy::Policy,
+    egress: &cubicle_egress::EgressProxy,
+    attach: Option<&str>,
+    agents: &[cubicle_skills::plugin::AgentDefinition],
+    tools: &[Arc<dyn cubicle_tools::Tool>],
+    computer: &dyn Computer,
+    models: &ModelFor<'_>,
+) -> Vec<cubicle_agent::Delegate> {
+    let mut delegates: Vec<cubicle_agent::Delegate> =
+        crate::browser_cmd::delegate(policy, egress, attach)
+            .await
+            .into_iter()
+            .collect();
+    delegates.extend(plugin_delegates(agents, tools, computer, models));
+    delegates
+}
+
 /// Installed plugins' agent definitions as delegates the model can call
 /// (`plugin__agent`), each with the tools its definition lists.
 fn plugin_delegates(
@@ -480,7 +498,7 @@ fn plugin_delegates(
 }
 
 /// Builds the model client a name asks for, or says why it cannot.
-type ModelFor<'a> = dyn Fn(&str) -> Result<Arc<dyn ModelClient>, String> + 'a;
+type ModelFor<'a> = dyn Fn(&str) -> Result<Arc<dyn ModelClient>, String> + Send + Sync + 'a;
 
 /// Resolves the model a plugin agent names, on the session's provider and
 /// API root: Claude Code's aliases (`sonnet`, `opus`, `haiku`) name
@@ -491,7 +509,7 @@ fn agent_models<'a>(
     base_url: Option<String>,
     policy: &'a cubicle_policy::Policy,
     backend: &'a str,
-) -> impl Fn(&str) -> Result<Arc<dyn ModelClient>, String> + 'a {
+) -> impl Fn(&str) -> Result<Arc<dyn ModelClient>, String> + Send + Sync + 'a {
     move |wanted: &str| {
         let provider = session.provider();
         let id = match (provider, cubicle_models::anthropic::alias(wanted)) {

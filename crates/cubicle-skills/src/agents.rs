@@ -23,17 +23,7 @@ use crate::plugin::AgentDefinition;
 /// `plugin__agent`, other characters outside `[A-Za-z0-9_-]` become `_`,
 /// and the name is cut to 64 characters.
 pub fn delegate_tool_name(name: &str) -> String {
-    name.replace(':', "__")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect()
+    crate::mcp::api_tool_name(&name.replace(':', "__"))
 }
 
 /// The delegate for `def`, with `tools` picked from the session's by its

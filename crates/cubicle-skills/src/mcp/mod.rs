@@ -337,7 +337,12 @@ fn content_block(c: &Value) -> ToolResultContent {
 /// The name a server tool has in Cubicle: `mcp__SERVER__TOOL`, with any
 /// character the model APIs refuse replaced by `_`, at most 64 characters.
 pub fn tool_name(server: &str, tool: &str) -> String {
-    let raw = format!("mcp__{server}__{tool}");
+    api_tool_name(&format!("mcp__{server}__{tool}"))
+}
+
+/// `raw` as a name the model APIs take for a tool: characters outside
+/// `[A-Za-z0-9_-]` replaced by `_`, at most 64 characters.
+pub(crate) fn api_tool_name(raw: &str) -> String {
     raw.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
