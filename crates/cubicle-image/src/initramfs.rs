@@ -27,12 +27,15 @@ pub const ERROR_PREFIX: &str = "cubicle-init: error: ";
 
 /// Modules the VM loads, before dependency resolution. `crc32c_generic` is
 /// a soft dependency of `libcrc32c` (erofs), which `modinfo` does not list.
+/// `virtio_balloon` reports the guest's free pages so that QEMU gives them
+/// back to the host (free page reporting).
 pub const WANTED_MODULES: &[&str] = &[
     "virtio_ring",
     "virtio",
     "virtio_mmio",
     "virtio_blk",
     "virtio_console",
+    "virtio_balloon",
     "netfs",
     "fscache",
     "9pnet",
