@@ -2,20 +2,13 @@
 //! each paragraph's runs joined (Word splits a sentence into runs wherever
 //! formatting or editing history changes), one line per paragraph.
 
-use std::io::Read;
 use std::path::Path;
 
 /// The document's text: one line per paragraph, tabs and breaks kept.
 pub fn read_text(path: &Path) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("not a DOCX (zip) file: {e}"))?;
-    let mut entry = zip
-        .by_name("word/document.xml")
-        .map_err(|_| "not a DOCX document: no word/document.xml".to_owned())?;
-    let mut xml = String::new();
-    entry
-        .read_to_string(&mut xml)
-        .map_err(|e| format!("cannot read word/document.xml: {e}"))?;
+    let xml = crate::zipped::entry(&mut zip, "word/document.xml", "DOCX document")?;
     Ok(text_of_document(&xml))
 }
 

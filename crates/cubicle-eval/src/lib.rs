@@ -25,6 +25,7 @@ pub mod schema;
 pub mod task;
 pub mod transcript_checks;
 pub mod xlsx;
+pub mod zipped;
 
 pub use compare::{Regression, compare};
 pub use error::EvalError;

@@ -4,7 +4,6 @@
 //! shared and inline strings, numbers, booleans, formula text.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 /// A cell's value as the file stores it (a formula's cached result).
@@ -77,13 +76,7 @@ pub fn read_sheet(path: &Path, name: Option<&str>) -> Result<Sheet, String> {
 }
 
 fn entry(zip: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Result<String, String> {
-    let mut f = zip
-        .by_name(name)
-        .map_err(|_| format!("not an XLSX workbook: no {name}"))?;
-    let mut s = String::new();
-    f.read_to_string(&mut s)
-        .map_err(|e| format!("cannot read {name}: {e}"))?;
-    Ok(s)
+    crate::zipped::entry(zip, name, "XLSX workbook")
 }
 
 /// Opening tags (attributes included) of every `<name …>` element.
