@@ -39,6 +39,7 @@ mod event;
 mod forward;
 mod head;
 mod intercept;
+mod peer;
 mod proxy;
 mod refusal;
 mod resolver;

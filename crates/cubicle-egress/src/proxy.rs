@@ -239,7 +239,9 @@ impl EgressProxy {
     }
 
     /// Accepts TCP connections on a loopback address until shutdown; returns
-    /// the bound address (pass port 0 for any free port).
+    /// the bound address (pass port 0 for any free port). A connection from
+    /// a socket another user owns is closed unserved: the listener carries
+    /// this session's policy and credentials, which are not theirs to use.
     pub async fn listen(&self, addr: SocketAddr) -> Result<SocketAddr, ListenError> {
         if !addr.ip().is_loopback() {
             return Err(ListenError::NotLoopback(addr));
@@ -252,12 +254,22 @@ impl EgressProxy {
             .map_err(|source| ListenError::Bind { addr, source })?;
         let proxy = self.clone();
         let cancel = self.inner.cancel.clone();
+        let own_uid = crate::peer::own_uid();
         self.inner.tracker.spawn(async move {
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
+                        Ok((stream, peer)) => {
+                            let uid = crate::peer::peer_uid(peer, local);
+                            if uid.is_none() || uid != own_uid {
+                                tracing::warn!(
+                                    %peer,
+                                    ?uid,
+                                    "egress proxy: a connection from another user (or an unknown one) was refused"
+                                );
+                                continue;
+                            }
                             let _ = stream.set_nodelay(true);
                             proxy.serve_stream(stream);
                         }

@@ -755,6 +755,62 @@ async fn shutdown_closes_tunnels_and_the_listener() {
     assert!(tokio::net::TcpStream::connect(h.addr).await.is_err());
 }
 
+/// The loopback listener carries the session's policy and credentials:
+/// another user of the machine gets a closed connection, not a tunnel.
+#[tokio::test]
+async fn another_users_connection_is_closed_unserved() {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: switching to another user needs root");
+        return;
+    }
+    let echo = echo_upstream().await;
+    let h = Harness::new(
+        config(&["allowed.test"]),
+        resolver(&[("allowed.test", LOOPBACK)]),
+        Via::Tcp,
+    )
+    .await;
+    let script = format!(
+        "import socket\n\
+         s = socket.create_connection(('127.0.0.1', {}))\n\
+         s.sendall(b'CONNECT allowed.test:{} HTTP/1.1\\r\\nHost: allowed.test\\r\\n\\r\\n')\n\
+         s.settimeout(10)\n\
+         try:\n    got = s.recv(100)\n\
+         except ConnectionResetError:\n    got = b''\n\
+         print('closed' if got == b'' else repr(got))\n",
+        h.addr.port(),
+        echo.port()
+    );
+    let nobody = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", &script])
+            .uid(65534)
+            .gid(65534)
+            .output()
+    });
+    let Ok(nobody) = nobody.await.unwrap() else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let out = String::from_utf8_lossy(&nobody.stdout);
+    assert_eq!(
+        out.trim(),
+        "closed",
+        "another user was served: {out}{}",
+        String::from_utf8_lossy(&nobody.stderr)
+    );
+    // The proxy's own user is served as before.
+    let mut c = h.client().await;
+    assert_eq!(
+        connect(&mut c, &format!("allowed.test:{}", echo.port()))
+            .await
+            .status,
+        200
+    );
+}
+
 #[tokio::test]
 async fn listen_refuses_non_loopback_addresses() {
     let proxy = EgressProxy::builder("s", EgressConfig::default())
