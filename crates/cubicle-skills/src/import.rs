@@ -155,6 +155,16 @@ pub enum ImportError {
         /// Why.
         why: String,
     },
+    /// `--as` cannot set the name in this `SKILL.md`'s frontmatter.
+    #[error(
+        "cannot rename the skill to `{name}`: {why}; set `name: {name}` in its SKILL.md by hand, then import the folder"
+    )]
+    CannotRename {
+        /// The new name.
+        name: String,
+        /// Why.
+        why: String,
+    },
     /// A skill of that name is already installed.
     #[error(
         "a skill named `{name}` is already installed at {path}; remove it first or import under another name with --as NEW-NAME"
@@ -677,7 +687,12 @@ fn install(
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         let data = match (rename_to, f.parts == [SKILL_FILE]) {
-            (Some(new), true) => rewrite_name(&skill_text, new).into_bytes(),
+            (Some(new), true) => rewrite_name(&skill_text, new)
+                .map_err(|why| ImportError::CannotRename {
+                    name: new.to_owned(),
+                    why,
+                })?
+                .into_bytes(),
             _ => f.data.clone(),
         };
         let mut out = std::fs::OpenOptions::new()
@@ -688,6 +703,14 @@ fn install(
         std::io::Write::write_all(&mut out, &data).map_err(io(&path))?;
     }
     let installed = Skill::load(&root, SkillSource::User)?;
+    if let Some(new) = rename_to
+        && installed.frontmatter.name.as_deref() != Some(new)
+    {
+        return Err(ImportError::CannotRename {
+            name: new.to_owned(),
+            why: "the rewritten SKILL.md still names another skill".to_owned(),
+        });
+    }
     if std::fs::symlink_metadata(&target).is_ok() {
         return Err(clash());
     }
@@ -710,27 +733,100 @@ fn install(
 }
 
 /// Sets the frontmatter's top-level `name` to `new` in a `SKILL.md` text,
-/// adding the key when it is missing.
-pub fn rewrite_name(text: &str, new: &str) -> String {
+/// adding the key when it is missing. Every line that holds a `name` key
+/// (repeated, quoted, or with its value continued on indented lines) is
+/// replaced by one `name: NEW` at the top. The result is checked: when the
+/// YAML is written so that lines cannot be rewritten (a flow mapping,
+/// `{name: a}`), the error says so rather than leaving another name in.
+pub fn rewrite_name(text: &str, new: &str) -> Result<String, String> {
     let Ok(split) = frontmatter::split(text) else {
-        return format!("---\nname: {new}\n---\n{text}");
+        return Ok(format!("---\nname: {new}\n---\n{text}"));
     };
-    let mut yaml = String::new();
-    let mut done = false;
-    for line in split.yaml.split_inclusive('\n') {
-        if !done && (line.starts_with("name:") || line.starts_with("\"name\":")) {
-            let eol = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
-            yaml.push_str(&format!("name: {new}{eol}"));
-            done = true;
-        } else {
-            yaml.push_str(line);
+    let lines: Vec<&str> = split.yaml.split_inclusive('\n').collect();
+    let is_name_key = |line: &str| {
+        ["name:", "\"name\":", "'name':"]
+            .iter()
+            .any(|k| line.starts_with(k))
+    };
+    let parsed = frontmatter::fields(split.yaml, 1).ok();
+    // Line numbers (from 1) where a `name` key starts.
+    let starts: std::collections::BTreeSet<usize> = match &parsed {
+        Some(fields) => fields
+            .iter()
+            .filter(|(key, _, _)| key == "name")
+            .filter_map(|(_, line, _)| line.and_then(|l| usize::try_from(l).ok()))
+            .collect(),
+        None => (1..=lines.len())
+            .filter(|n| is_name_key(lines[n - 1]))
+            .collect(),
+    };
+    let eol = if split.yaml.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let mut yaml = format!("name: {new}{eol}");
+    let mut skipping = false;
+    for (n, line) in lines.iter().enumerate().map(|(i, l)| (i + 1, *l)) {
+        let continued = line.starts_with([' ', '\t']) || line.trim().is_empty();
+        if starts.contains(&n) || (skipping && continued) {
+            skipping = true;
+            continue;
         }
-    }
-    if !done {
-        yaml = format!("name: {new}\n{yaml}");
+        skipping = false;
+        yaml.push_str(line);
     }
     if !yaml.ends_with('\n') {
-        yaml.push('\n');
+        yaml.push_str(eol);
     }
-    format!("---\n{yaml}---\n{}", split.body)
+    // A frontmatter that parsed must still parse, with the new name only
+    // and every other key as it was.
+    if let Some(before) = &parsed {
+        let after = frontmatter::fields(&yaml, 1)
+            .map_err(|e| format!("its frontmatter no longer reads after the rewrite ({e})"))?;
+        let others = |fields: &[(String, Option<u64>, serde_json::Value)]| {
+            fields
+                .iter()
+                .filter(|(k, _, _)| k != "name")
+                .map(|(k, _, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        let names: Vec<_> = after.iter().filter(|(k, _, _)| k == "name").collect();
+        let renamed = matches!(names.as_slice(), [(_, _, v)] if v.as_str() == Some(new));
+        if !renamed || others(before) != others(&after) {
+            return Err("its frontmatter is not written one key per line".to_owned());
+        }
+    }
+    Ok(format!("---\n{yaml}---\n{}", split.body))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::rewrite_name;
+
+    #[test]
+    fn every_name_key_is_replaced_and_other_keys_kept() {
+        let cases = [
+            "---\nname: a\ndescription: d\nname: b\n---\nbody\n",
+            "---\n'name': a\ndescription: d\n---\nbody\n",
+            "---\nname: |\n  a\ndescription: d\n---\nbody\n",
+            "---\nname: a\n  b\ndescription: d\n---\nbody\n",
+            "---\ndescription: d\n---\nbody\n",
+        ];
+        for text in cases {
+            assert_eq!(
+                rewrite_name(text, "new").unwrap(),
+                "---\nname: new\ndescription: d\n---\nbody\n",
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flow_mapping_is_refused_not_mangled() {
+        let err = rewrite_name("---\n{name: a, description: d}\n---\n", "new").unwrap_err();
+        assert!(err.contains("one key per line"), "{err}");
+    }
 }
