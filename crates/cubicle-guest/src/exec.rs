@@ -213,6 +213,8 @@ async fn run_inner(
     // std opens every descriptor close-on-exec and replaces 0, 1 and 2 in the
     // child, so the protocol channel (the guest's stdin/stdout) never leaks.
     let started = Instant::now();
+    // Held until the command is watched, when the guest reaps orphans.
+    let spawning = reap::spawn_guard();
     let spawned = match command(found.as_deref()).spawn() {
         // A script without `#!`: execvp runs it with /bin/sh, posix_spawn
         // refuses it; keep execvp's behaviour.
@@ -223,6 +225,8 @@ async fn run_inner(
     };
     let mut child = spawned.map_err(|e| spawn_error(&program, &e))?;
     let pid = child.id();
+    let waiter = reap::watch(pid);
+    drop(spawning);
     tracing::debug!(id, pid, program, "started command");
 
     if let Some(sig) = ctx.execs.started(id, pid) {
@@ -268,10 +272,10 @@ async fn run_inner(
             Err(e) => tracing::warn!(id, error = %e, "cannot read the command's stderr"),
         }
     }
-    // `child` is never waited on through std: `reap::wait` owns that.
+    // `child` is never waited on through std: `reap` owns that.
     drop(child);
 
-    let waiter = reap::wait(pid);
+    let waiter = waiter.ended();
     tokio::pin!(waiter);
     let deadline = req
         .timeout_ms

@@ -131,11 +131,33 @@ pub fn run_stdio() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // PID 1 of a jail: orphans are re-parented to the guest, which must
+    // reap them. The kernel delivers to PID 1 only the signals it handles,
+    // so leaving SIGTERM and SIGHUP unhandled then means no process in the
+    // jail can end the session by signal (the host ends it by hanging up,
+    // or by killing the launcher, whose death kills PID 1).
+    let init = std::process::id() == 1;
+    if init {
+        // Not dumpable (`execve` made it so again): commands, which run as
+        // the same uid, cannot read the guest's memory or open its /proc
+        // files.
+        // SAFETY: prctl with integer arguments touches no memory.
+        unsafe {
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        }
+    }
+    if init && let Err(e) = runtime.block_on(async { reap::start_reaping() }) {
+        tracing::error!(error = %e, "cannot reap orphans as PID 1");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = runtime.block_on(async {
         let stop = async {
             // SIGTERM and SIGHUP end the session as cleanly as a host
             // hang-up: every command's process group is killed first.
             use tokio::signal::unix::{SignalKind, signal};
+            if init {
+                return std::future::pending().await;
+            }
             match (
                 signal(SignalKind::terminate()),
                 signal(SignalKind::hangup()),

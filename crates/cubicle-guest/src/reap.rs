@@ -7,13 +7,122 @@
 //! which throws the `rusage` away, and two reapers for one pid would race.
 //! Each command is waited for by exactly one call to [`wait`], by pid.
 //!
-//! When the guest runs as PID 1 of a jail it must also reap orphans. That
-//! will replace this per-pid wait with one thread looping on `wait4(-1)` that
-//! hands each status to the [`wait`] call registered for its pid (and drops
-//! the rest); [`wait`]'s signature already fits that.
+//! When the guest is PID 1 (of the jail's PID namespace) it must also reap
+//! the orphans re-parented to it, and a per-pid wait would leave them
+//! zombies. [`start_reaping`] then switches to one reaper task: on every
+//! `SIGCHLD` it loops on `wait4(-1)` and hands each status to the command
+//! [`watch`]ed under that pid, dropping the rest (orphans). A command is
+//! started and watched under [`spawn_guard`], which the reaper also takes,
+//! so the reaper never collects a command before its watch exists.
 
+use std::collections::HashMap;
 use std::io;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+/// The reaper of a guest that is PID 1; unset otherwise.
+static REAPER: OnceLock<Reaper> = OnceLock::new();
+
+#[derive(Debug, Default)]
+struct Reaper {
+    /// Held while a command is started and watched, and while reaping.
+    spawn: Mutex<()>,
+    /// Commands waiting for their status, by pid.
+    waiters: Mutex<HashMap<libc::pid_t, oneshot::Sender<ChildExit>>>,
+}
+
+/// Makes this process reap every child that ends, orphans included (for a
+/// guest that is PID 1). Call it inside the runtime before any command is
+/// started; later calls do nothing.
+pub fn start_reaping() -> io::Result<()> {
+    if REAPER.get().is_some() {
+        return Ok(());
+    }
+    // The handler first: a child that ends after it is installed raises a
+    // signal the stream sees; one that ended before is found by the first
+    // pass below.
+    let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+    let _ = REAPER.set(Reaper::default());
+    tokio::spawn(async move {
+        loop {
+            reap_all();
+            if sigchld.recv().await.is_none() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Collects every ended child and delivers the statuses of watched ones.
+fn reap_all() {
+    let Some(reaper) = REAPER.get() else {
+        return;
+    };
+    let _spawning = reaper
+        .spawn
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Until none has ended yet (0) or there are no children (ECHILD).
+    while let Ok(Some((pid, exit))) = wait4(-1, libc::WNOHANG) {
+        let waiter = reaper
+            .waiters
+            .lock()
+            .ok()
+            .and_then(|mut map| map.remove(&pid));
+        if let Some(tx) = waiter {
+            let _ = tx.send(exit);
+        }
+    }
+}
+
+/// Hold while starting a command and [`watch`]ing it: the reaper waits, so
+/// it cannot collect the command before its watch exists. `None` when this
+/// process does not reap orphans (nothing to hold off).
+pub fn spawn_guard() -> Option<MutexGuard<'static, ()>> {
+    let reaper = REAPER.get()?;
+    Some(
+        reaper
+            .spawn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
+/// How a started command's end will be learnt; see [`watch`].
+#[derive(Debug)]
+pub enum Watch {
+    /// From the reaper (the guest is PID 1).
+    Reaper(oneshot::Receiver<ChildExit>),
+    /// By waiting for this pid.
+    Pid(u32),
+}
+
+/// Watches the command `pid`, just started (under [`spawn_guard`]).
+pub fn watch(pid: u32) -> Watch {
+    let Some(reaper) = REAPER.get() else {
+        return Watch::Pid(pid);
+    };
+    let (tx, rx) = oneshot::channel();
+    if let (Ok(pid), Ok(mut map)) = (libc::pid_t::try_from(pid), reaper.waiters.lock()) {
+        map.insert(pid, tx);
+    }
+    Watch::Reaper(rx)
+}
+
+impl Watch {
+    /// Waits until the command has ended and been reaped.
+    pub async fn ended(self) -> io::Result<ChildExit> {
+        match self {
+            Watch::Reaper(rx) => rx
+                .await
+                .map_err(|_| io::Error::other("the reaper lost the command")),
+            Watch::Pid(pid) => wait(pid).await,
+        }
+    }
+}
 
 /// How a process ended, with its resource usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,7 +162,9 @@ pub async fn wait(pid: u32) -> io::Result<ChildExit> {
 
 async fn wait_on_thread(pid: libc::pid_t) -> io::Result<ChildExit> {
     tokio::task::spawn_blocking(move || {
-        wait4(pid, 0)?.ok_or_else(|| io::Error::other("wait4 returned without a status"))
+        wait4(pid, 0)?
+            .map(|(_, exit)| exit)
+            .ok_or_else(|| io::Error::other("wait4 returned without a status"))
     })
     .await
     .map_err(io::Error::other)?
@@ -68,7 +179,7 @@ async fn wait_pidfd(
     loop {
         // Checked before each wait: the process may have ended before the
         // pidfd was registered.
-        if let Some(exit) = wait4(pid, libc::WNOHANG)? {
+        if let Some((_, exit)) = wait4(pid, libc::WNOHANG)? {
             return Ok(exit);
         }
         fd.readable().await?.clear_ready();
@@ -91,17 +202,18 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
-/// `wait4(pid)` with `flags`; `None` when `WNOHANG` found it still running.
-fn wait4(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ChildExit>> {
+/// `wait4(pid)` with `flags` (`pid` -1: any child); the pid reaped and how
+/// it ended, or `None` when `WNOHANG` found nothing ended yet.
+fn wait4(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<(libc::pid_t, ChildExit)>> {
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
+    let reaped = loop {
         // SAFETY: `status` and `usage` are valid, exclusively borrowed
-        // out-pointers for the duration of the call; `pid` is our own child.
+        // out-pointers for the duration of the call.
         let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
-        if rc == pid {
-            break;
+        if rc > 0 {
+            break rc;
         }
         if rc == 0 {
             return Ok(None);
@@ -110,7 +222,7 @@ fn wait4(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ChildExit>> 
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }
-    }
+    };
     let (code, signal) = if libc::WIFEXITED(status) {
         (Some(libc::WEXITSTATUS(status)), None)
     } else if libc::WIFSIGNALED(status) {
@@ -118,14 +230,15 @@ fn wait4(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ChildExit>> 
     } else {
         (None, None)
     };
-    Ok(Some(ChildExit {
+    let exit = ChildExit {
         code,
         signal,
         user: timeval(usage.ru_utime),
         system: timeval(usage.ru_stime),
         // Linux reports ru_maxrss in KiB.
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
-    }))
+    };
+    Ok(Some((reaped, exit)))
 }
 
 fn timeval(tv: libc::timeval) -> Duration {

@@ -474,6 +474,15 @@ pub const PROBES: &[Probe] = &[
         &["sleep"],
         "signals to PID 1 from inside are ignored (the session survives)"
     ),
+    probe!(
+        "orphan-zombies",
+        Processes,
+        Attack::Shell(
+            "i=0; while [ $i -lt 50 ]; do (sleep 0 &); i=$((i+1)); done; sleep 0.5; z=$(cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z '); [ \"$z\" -gt 0 ] && echo ESCAPED $z zombies || echo CONTAINED"
+        ),
+        &["sleep", "cat", "grep"],
+        "orphans re-parented to PID 1 are reaped, not left to fill the process table"
+    ),
     // ---- network ----
     probe!(
         "tcp-host-loopback",
@@ -968,10 +977,10 @@ pub const VM_PROBES: &[Probe] = &[
         "vm-only-virtio-devices",
         Processes,
         Attack::Shell(
-            "for d in /sys/bus/virtio/devices/*/device; do cat $d; done | sort -u | grep -vxE '0x0002|0x0003|0x0009' | grep -q . && echo ESCAPED || echo CONTAINED"
+            "for d in /sys/bus/virtio/devices/*/device; do cat $d; done | sort -u | grep -vxE '0x0002|0x0003|0x0005|0x0009' | grep -q . && echo ESCAPED || echo CONTAINED"
         ),
         SH,
-        "QEMU gives the VM only a block disk, the serial port and 9p shares"
+        "QEMU gives the VM only a block disk, the serial port, the memory balloon (free page reporting) and 9p shares: no network device"
     ),
     probe!(
         "vm-9p-symlink-readlink-only",

@@ -137,11 +137,12 @@ fn die_with_parent(parent: u32) -> Result<(), InitError> {
     Ok(())
 }
 
-/// PID 1 of the jail: steps 3–8 on itself, then step 9 in a child, then
-/// reaps until the guest exits.
+/// PID 1 of the jail: steps 3–8 on itself, then step 9: it becomes the
+/// guest. Returns only when that fails.
 fn pid1(spec: &LaunchSpec) -> Result<i32, InitError> {
     // If the launcher dies (the host killed it), take the whole jail down:
     // the kernel kills every process of a PID namespace when its PID 1 dies.
+    // The request survives the `execve` below: it changes no credentials.
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
     // Step 3.
@@ -156,43 +157,15 @@ fn pid1(spec: &LaunchSpec) -> Result<i32, InitError> {
     landlock::restrict(spec)?;
     // Step 8.
     seccomp::install()?;
-    // Step 9: the guest, in a child, so that PID 1 stays a plain reaper.
+    // Step 9: the guest is PID 1 itself (it reaps orphans), which saves a
+    // process per session and a fork on every start.
     let argv = guest_argv(spec)?;
     let envp = guest_env(spec)?;
-    let guest = match sys::fork()
-        .map_err(|e| InitError::new(format!("cannot fork the guest: {}", errno_name(&e))))?
-    {
-        Forked::Child => {
-            let err = sys::execve(Path::new(GUEST_PATH), &argv, &envp);
-            eprintln!(
-                "{ERROR_PREFIX} cannot start the guest: {}",
-                errno_name(&err)
-            );
-            sys::exit_now(SETUP_FAILED)
-        }
-        Forked::Parent(pid) => pid,
-    };
-    let _ = sys::redirect_to_null(0);
-    let _ = sys::redirect_to_null(1);
-    reap_until(guest)
-}
-
-/// Reaps every process that ends in the jail (orphans are re-parented to
-/// PID 1) and returns the guest's status when the guest ends. Returning
-/// ends PID 1, which makes the kernel kill whatever is left.
-fn reap_until(guest: libc::pid_t) -> Result<i32, InitError> {
-    loop {
-        match sys::waitpid(-1) {
-            Ok((pid, exit)) if pid == guest => return Ok(exit.status()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(InitError::new(format!(
-                    "lost track of the guest: {}",
-                    errno_name(&e)
-                )));
-            }
-        }
-    }
+    let err = sys::execve(Path::new(GUEST_PATH), &argv, &envp);
+    Err(InitError::new(format!(
+        "cannot start the guest: {}",
+        errno_name(&err)
+    )))
 }
 
 /// Step 6: `no_new_privs`, then every capability gone: the bounding set
@@ -205,7 +178,8 @@ fn drop_privileges() -> Result<(), InitError> {
     };
     sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(fail("set no_new_privs"))?;
     // Not dumpable: processes in the jail cannot read PID 1's memory or
-    // open its /proc files (it holds the launch spec).
+    // open its /proc files while it holds the launch spec (`execve` makes
+    // it dumpable again; the guest then clears the flag itself).
     sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(fail("clear the dumpable flag"))?;
     const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
     const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;

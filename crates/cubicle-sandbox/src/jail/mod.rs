@@ -76,12 +76,13 @@
 //!    closed unless fully enforced (ABI 2, Linux 5.19), except with
 //!    `dangerously_allow_no_landlock`.
 //! 8. **Seccomp** — [`seccomp::install`]: see that module for the list.
-//! 9. **The guest** — `init::pid1` forks once more; the child executes
-//!    `/.cubicle/guest` with an empty environment (the session's
-//!    environment arrives in the protocol's hello). PID 1 points its stdin
-//!    and stdout at `/dev/null`, reaps every process that ends
-//!    (`waitpid(-1)`), and exits with the guest's status when the guest
-//!    ends, whereupon the kernel kills everything left in the namespace.
+//! 9. **The guest** — `init::pid1` executes `/.cubicle/guest` itself, with
+//!    an empty environment (the session's environment arrives in the
+//!    protocol's hello): the guest is PID 1. Seeing that, it reaps every
+//!    process that ends (orphans included), takes no signal from inside the
+//!    jail (the kernel delivers to PID 1 only signals it handles, and it
+//!    handles none but `SIGCHLD`), and makes itself non-dumpable again.
+//!    When it exits the kernel kills everything left in the namespace.
 //! 10. **Workspace cap** — on the host, once the guest answers:
 //!     `JailComputer::start` spawns a monitor that every 250 ms adds up the
 //!     disk space of the host's workspace folder — allocated blocks
@@ -111,8 +112,7 @@
 //!     folder, which the session must see), and the per-file
 //!     `RLIMIT_FSIZE` of step 5 does not bound many files.
 //!
-//! Steps 3–8 run in PID 1 itself before it forks the guest, so PID 1 is as
-//! confined as the guest. Any failure prints one line,
+//! Steps 3–8 run in PID 1 itself before it becomes the guest. Any failure prints one line,
 //! `cubicle-jail: <what> — <what to do>`, and exits with status 125;
 //! [`JailComputer::start`] returns that line as [`SandboxError::Start`].
 //!
