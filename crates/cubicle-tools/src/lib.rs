@@ -114,7 +114,7 @@ impl ToolOutput {
 #[async_trait]
 pub trait Tool: Send + Sync {
     /// The name the model calls it by.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// Name, description and argument schema for the model.
     fn spec(&self) -> ToolSpec;

@@ -359,7 +359,7 @@ pub(crate) fn api_tool_name(raw: &str) -> String {
 pub struct McpTool {
     client: Arc<dyn McpClient>,
     info: McpToolInfo,
-    name: &'static str,
+    name: String,
 }
 
 impl std::fmt::Debug for McpTool {
@@ -371,10 +371,7 @@ impl std::fmt::Debug for McpTool {
 impl McpTool {
     /// The tool `info` of the server behind `client`.
     pub fn new(client: Arc<dyn McpClient>, info: McpToolInfo) -> Self {
-        // `Tool::name` is `&'static str`; a session makes one of these per
-        // server tool when it starts, so the leak is bounded and small.
-        let name: &'static str =
-            Box::leak(tool_name(client.server_name(), &info.name).into_boxed_str());
+        let name = tool_name(client.server_name(), &info.name);
         Self { client, info, name }
     }
 
@@ -407,8 +404,8 @@ pub async fn mcp_tools(client: Arc<dyn McpClient>) -> Result<Vec<McpTool>, McpEr
 
 #[async_trait]
 impl Tool for McpTool {
-    fn name(&self) -> &'static str {
-        self.name
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn spec(&self) -> ToolSpec {
