@@ -168,16 +168,23 @@ fn stored_verdict(qemu: &Path, image: &VmImage) -> Option<Result<(), String>> {
 
 fn read_verdict(file: &Path, key: &str) -> Option<Result<(), String>> {
     let text = std::fs::read_to_string(file).ok()?;
-    let (stored_key, verdict) = text.split_once('\n')?;
-    if stored_key != key {
-        return None;
-    }
-    Some(match verdict.strip_prefix("err ") {
-        Some(why) => Err(why.trim_end().to_owned()),
-        None if verdict.trim_end() == "ok" => Ok(()),
-        None => return None,
-    })
+    verdicts(&text)
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, verdict)| match verdict.strip_prefix("err ") {
+            Some(why) => Some(Err(why.to_owned())),
+            None if verdict == "ok" => Some(Ok(())),
+            None => None,
+        })
 }
+
+/// The `key<TAB>verdict` lines of the verdict file. Several are kept: each
+/// image's kernel is a key of its own, and sessions alternate images.
+fn verdicts(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines().filter_map(|l| l.split_once('\t'))
+}
+
+/// How many verdicts the file keeps, newest last.
+const MAX_VERDICTS: usize = 8;
 
 /// Stores what a probe VM's boot showed. Failures to start the probe at all
 /// (no `/dev/kvm` access, no QEMU) are not stored: they are cheap to find
@@ -194,10 +201,19 @@ fn store_verdict(qemu: &Path, image: &VmImage, verdict: &Result<(), String>) {
 /// Writes a verdict atomically; a cache that cannot be written only means
 /// the next start probes again.
 fn write_verdict(file: &Path, key: &str, verdict: &Result<(), String>) {
-    let body = match verdict {
-        Ok(()) => format!("{key}\nok\n"),
-        Err(why) => format!("{key}\nerr {}\n", why.replace('\n', " ")),
+    let line = match verdict {
+        Ok(()) => format!("{key}\tok"),
+        Err(why) => format!("{key}\terr {}", why.replace(['\n', '\t'], " ")),
     };
+    let old = std::fs::read_to_string(file).unwrap_or_default();
+    let mut lines: Vec<String> = verdicts(&old)
+        .filter(|(k, _)| *k != key)
+        .map(|(k, v)| format!("{k}\t{v}"))
+        .collect();
+    lines.push(line);
+    let keep = lines.len().saturating_sub(MAX_VERDICTS);
+    let mut body = lines[keep..].join("\n");
+    body.push('\n');
     let Some(dir) = file.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;
@@ -309,22 +325,32 @@ mod tests {
             "another host kernel or QEMU probes again"
         );
 
+        // Two images (two keys) keep a verdict each.
         let why = "a probe VM did not reach its init\nunder KVM".to_owned();
         write_verdict(&file, "k2", &Err(why));
         assert_eq!(
             read_verdict(&file, "k2"),
             Some(Err("a probe VM did not reach its init under KVM".to_owned()))
         );
+        assert_eq!(read_verdict(&file, "k1"), Some(Ok(())));
+
+        // A new verdict replaces the old one of its key; the oldest go.
+        write_verdict(&file, "k1", &Err("a probe VM did not boot".to_owned()));
+        assert!(read_verdict(&file, "k1").unwrap().is_err());
+        for i in 0..MAX_VERDICTS {
+            write_verdict(&file, &format!("n{i}"), &Ok(()));
+        }
         assert_eq!(read_verdict(&file, "k1"), None);
+        assert_eq!(read_verdict(&file, "n0"), Some(Ok(())));
     }
 
     #[test]
     fn a_garbled_verdict_file_means_probe_again() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kvm-probe");
-        std::fs::write(&file, "k1\nmaybe\n").unwrap();
+        std::fs::write(&file, "k1\tmaybe\n").unwrap();
         assert_eq!(read_verdict(&file, "k1"), None);
-        std::fs::write(&file, "no newline at all").unwrap();
-        assert_eq!(read_verdict(&file, "no newline at all"), None);
+        std::fs::write(&file, "no tab at all").unwrap();
+        assert_eq!(read_verdict(&file, "no tab at all"), None);
     }
 }
