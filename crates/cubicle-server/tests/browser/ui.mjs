@@ -112,6 +112,8 @@ try {
   await page.locator('#market-form').getByRole('button', { name: 'Add' }).click();
   await page.getByRole('button', { name: 'Install invoices@finance' }).click();
   await page.getByText(/Installed invoices with skills invoices:file-invoice/).waitFor();
+  // The message comes first; the marketplace list is fetched again after it.
+  await page.locator('#marketplaces').getByText('Installed', { exact: true }).waitFor();
   seen.plugins = await page.locator('#marketplaces').innerText();
   await step(page, 'plugin');
 
