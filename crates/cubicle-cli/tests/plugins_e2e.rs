@@ -10,129 +10,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
 use serde_json::{Value, json};
 
-/// A one-thread-per-connection HTTP server that answers `POST /v1/messages`
-/// from a queue of assistant messages and keeps every request body.
-struct FakeApi {
-    url: String,
-    requests: Arc<Mutex<Vec<Value>>>,
-}
-
-impl FakeApi {
-    fn start(replies: Vec<Vec<Value>>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let queue = Arc::new(Mutex::new(VecDeque::from(replies)));
-        let reqs = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let (reqs, q) = (reqs.clone(), queue.clone());
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut len = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap();
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
-                    reqs.lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&body).unwrap());
-                    let reply = q.lock().unwrap().pop_front();
-                    let (status, kind, body) = match reply {
-                        Some(blocks) => ("200 OK", "text/event-stream", sse(&blocks)),
-                        None => (
-                            "400 Bad Request",
-                            "application/json",
-                            r#"{"type":"error","error":{"type":"invalid_request_error","message":"the test script has no more replies"}}"#.to_owned(),
-                        ),
-                    };
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                });
-            }
-        });
-        Self { url, requests }
-    }
-
-    fn requests(&self) -> Vec<Value> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-/// Anthropic's SSE stream for one assistant message.
-fn sse(blocks: &[Value]) -> String {
-    let mut out = String::new();
-    let mut ev = |name: &str, data: Value| {
-        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
-    };
-    ev(
-        "message_start",
-        json!({"type":"message_start","message":{"id":"msg_test","type":"message","role":"assistant","content":[],"model":"claude-test","stop_reason":null,"usage":{"input_tokens":50,"output_tokens":1}}}),
-    );
-    let mut stop = "end_turn";
-    for (i, b) in blocks.iter().enumerate() {
-        if b["type"] == "tool_use" {
-            stop = "tool_use";
-            ev(
-                "content_block_start",
-                json!({"type":"content_block_start","index":i,"content_block":{"type":"tool_use","id":b["id"],"name":b["name"],"input":{}}}),
-            );
-            ev(
-                "content_block_delta",
-                json!({"type":"content_block_delta","index":i,"delta":{"type":"input_json_delta","partial_json":b["input"].to_string()}}),
-            );
-        } else {
-            ev(
-                "content_block_start",
-                json!({"type":"content_block_start","index":i,"content_block":{"type":"text","text":""}}),
-            );
-            ev(
-                "content_block_delta",
-                json!({"type":"content_block_delta","index":i,"delta":{"type":"text_delta","text":b["text"]}}),
-            );
-        }
-        ev(
-            "content_block_stop",
-            json!({"type":"content_block_stop","index":i}),
-        );
-    }
-    ev(
-        "message_delta",
-        json!({"type":"message_delta","delta":{"stop_reason":stop},"usage":{"output_tokens":20}}),
-    );
-    ev("message_stop", json!({"type":"message_stop"}));
-    out
-}
-
-fn text(t: &str) -> Value {
-    json!({"type": "text", "text": t})
-}
-
 fn bash(id: &str, command: &str) -> Value {
-    json!({"type": "tool_use", "id": id, "name": "bash", "input": {"command": command}})
+    tool(id, "bash", json!({ "command": command }))
 }
 
 fn have_git() -> bool {
@@ -225,74 +112,6 @@ fn make_marketplace(dir: &Path) {
     git(dir, &["commit", "-q", "-m", "greet 1.0.0"]);
 }
 
-struct Env {
-    home: tempfile::TempDir,
-}
-
-impl Env {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cubicle"));
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("XDG_DATA_HOME", self.home.path().join("data"))
-            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .env("CUBICLE_MANAGED_DIR", self.home.path().join("managed"))
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn with_api(&self, api: &FakeApi) -> Command {
-        let mut c = self.cmd();
-        c.env("ANTHROPIC_API_KEY", "sk-test-key")
-            .env("ANTHROPIC_BASE_URL", &api.url);
-        c
-    }
-
-    fn sessions(&self) -> Vec<String> {
-        let dir = self.home.path().join("data/cubicle/sessions");
-        let mut ids: Vec<String> = std::fs::read_dir(dir)
-            .map(|r| {
-                r.filter_map(|e| e.ok())
-                    .map(|e| {
-                        e.file_name()
-                            .to_string_lossy()
-                            .trim_end_matches(".jsonl")
-                            .to_owned()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
-    }
-
-    /// The transcript's records (header line skipped).
-    fn records(&self, id: &str) -> Vec<Value> {
-        let p = self
-            .home
-            .path()
-            .join(format!("data/cubicle/sessions/{id}.jsonl"));
-        std::fs::read_to_string(p)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn workspace(&self, id: &str) -> PathBuf {
-        self.home.path().join("data/cubicle/workspaces").join(id)
-    }
-}
-
-fn run(cmd: &mut Command) -> (Output, String, String) {
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out, stdout, stderr)
-}
-
 fn first_user_text(request: &Value) -> String {
     request["messages"][0]["content"]
         .as_array()
@@ -308,9 +127,7 @@ fn an_installed_plugin_expands_its_command_runs_its_hooks_inside_and_can_stop_th
     if !have_git() {
         return;
     }
-    let env = Env {
-        home: tempfile::tempdir().unwrap(),
-    };
+    let env = Env::with_own_managed_dir();
     let market = env.home.path().join("market");
     make_marketplace(&market);
     // A hook from the person's own settings, next to the policy's keys.
@@ -348,8 +165,11 @@ fn an_installed_plugin_expands_its_command_runs_its_hooks_inside_and_can_stop_th
 
     // The command by its short name: expanded, hooked, recorded.
     let api = FakeApi::start(vec![
-        vec![text("Greeting."), bash("toolu_1", "echo Good day, Ann")],
-        vec![text("Done: greeted Ann.")],
+        Reply::Message(vec![
+            text("Greeting."),
+            bash("toolu_1", "echo Good day, Ann"),
+        ]),
+        Reply::Message(vec![text("Done: greeted Ann.")]),
     ]);
     let (out, stdout, stderr) =
         run(env
@@ -444,8 +264,8 @@ fn an_installed_plugin_expands_its_command_runs_its_hooks_inside_and_can_stop_th
     // A PreToolUse hook answering `"continue": false` stops the agent: the
     // tool does not run, the model is not called again, the transcript says why.
     let api = FakeApi::start(vec![
-        vec![bash("toolu_2", "echo forbidden > /workspace/ran.txt")],
-        vec![text("should not be asked")],
+        Reply::Message(vec![bash("toolu_2", "echo forbidden > /workspace/ran.txt")]),
+        Reply::Message(vec![text("should not be asked")]),
     ]);
     let (out, stdout, stderr) =
         run(env
@@ -477,12 +297,13 @@ fn an_installed_plugin_expands_its_command_runs_its_hooks_inside_and_can_stop_th
     // The plugin's agent runs on the model its definition names
     // (`model: haiku`), the session on its own.
     let api = FakeApi::start(vec![
-        vec![
-            json!({"type": "tool_use", "id": "toolu_3", "name": "greet__helper",
-            "input": {"description": "draft a card", "prompt": "Draft a card for Cy."}}),
-        ],
-        vec![text("Dear Cy, best wishes.")],
-        vec![text("Here is the card.")],
+        Reply::Message(vec![tool(
+            "toolu_3",
+            "greet__helper",
+            json!({"description": "draft a card", "prompt": "Draft a card for Cy."}),
+        )]),
+        Reply::Message(vec![text("Dear Cy, best wishes.")]),
+        Reply::Message(vec![text("Here is the card.")]),
     ]);
     let (out, stdout, stderr) = run(env
         .with_api(&api)
