@@ -146,7 +146,7 @@ fn verdict_key(qemu: &Path, image: &VmImage) -> Option<String> {
     let qemu = if qemu.components().count() > 1 {
         qemu.to_owned()
     } else {
-        which(qemu)?
+        cubicle_image::builder::find_program(qemu.to_str()?)?
     };
     Some(format!(
         "v1 {} {} {}",
@@ -154,12 +154,6 @@ fn verdict_key(qemu: &Path, image: &VmImage) -> Option<String> {
         stamp(&qemu)?,
         stamp(&image.kernel)?
     ))
-}
-
-fn which(program: &Path) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }
 
 fn stored_verdict(qemu: &Path, image: &VmImage) -> Option<Result<(), String>> {
