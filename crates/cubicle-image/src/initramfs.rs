@@ -8,6 +8,11 @@
 //! - `cubicle.guest=PATH` — the guest program to run (default
 //!   `/usr/local/bin/cubicle-guest`);
 //! - `cubicle.overlay=SIZE` — the tmpfs that takes the session's writes;
+//! - `cubicle.limits=PROCS:DATA_KIB:FILES:FSIZE_BLOCKS:TMP_KIB` — the
+//!   session's resource limits: a `pids` cgroup of `PROCS`, `RLIMIT_DATA`,
+//!   `RLIMIT_NOFILE` and `RLIMIT_FSIZE` (in 512-byte blocks) for the guest
+//!   and its commands, and the size of `/tmp` and `/dev/shm`; the init
+//!   prints [`LIMITS_LINE`] once they hold;
 //! - `cubicle.probe=1` — print [`PROBE_LINE`] and power off (boot probes).
 //!
 //! It prints [`READY_LINE`] on the console just before starting the guest
@@ -20,6 +25,11 @@ use crate::ImageError;
 
 /// Console line printed when the guest is about to start.
 pub const READY_LINE: &str = "cubicle-init: ready";
+/// Console line printed, before [`READY_LINE`], once the init has applied
+/// the `cubicle.limits=` the command line asked for. An image whose init
+/// predates that parameter never prints it; the host then applies the
+/// limits itself.
+pub const LIMITS_LINE: &str = "cubicle-init: limits applied";
 /// Console line printed by a `cubicle.probe=1` boot.
 pub const PROBE_LINE: &str = "cubicle-init: probe ok";
 /// Prefix of the init script's error lines on the console.
@@ -52,71 +62,106 @@ pub const WANTED_MODULES: &[&str] = &[
 /// virtio-serial port named `cubicle` and powers off when it exits.
 pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
 B=/bin/busybox
-$B mkdir -p /proc /sys /dev /lower /upper /newroot
-$B mount -t proc proc /proc
-$B mount -t sysfs sysfs /sys
-$B mount -t devtmpfs devtmpfs /dev
-fail() { echo "cubicle-init: error: $*" > /dev/console; $B sync; $B reboot -f; }
-SHARES=; GUEST=/usr/local/bin/cubicle-guest; OVERLAY=50%; PROBE=
-for arg in $($B cat /proc/cmdline); do
+# Applets by bare name run in a fork of this shell, without an exec: under
+# TCG an exec costs tens of milliseconds, and stage 1 runs about forty.
+export PATH=/bin
+$B --install -s /bin
+mkdir -p /proc /sys /dev /lower /upper /newroot
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+fail() { echo "cubicle-init: error: $*" > /dev/console; sync; reboot -f; }
+SHARES=; GUEST=/usr/local/bin/cubicle-guest; OVERLAY=50%; PROBE=; LIMITS=
+read -r CMDLINE < /proc/cmdline
+for arg in $CMDLINE; do
   case "$arg" in
     cubicle.shares=*) SHARES="${arg#cubicle.shares=}" ;;
     cubicle.guest=*) GUEST="${arg#cubicle.guest=}" ;;
     cubicle.overlay=*) OVERLAY="${arg#cubicle.overlay=}" ;;
+    cubicle.limits=*) LIMITS="${arg#cubicle.limits=}" ;;
     cubicle.probe=1) PROBE=1 ;;
   esac
 done
-if [ -n "$PROBE" ]; then echo "cubicle-init: probe ok" > /dev/console; $B reboot -f; fi
-for m in $($B cat /etc/cubicle-modules); do
-  $B insmod "/lib/modules/$m.ko" || fail "cannot load the kernel module $m"
-done
+if [ -n "$PROBE" ]; then echo "cubicle-init: probe ok" > /dev/console; reboot -f; fi
+PROCS=; DATA_K=; FILES=; FSIZE_B=; TMPSIZE=
+if [ -n "$LIMITS" ]; then
+  IFS=:; set -- $LIMITS; unset IFS
+  [ $# -eq 5 ] || fail "bad cubicle.limits=$LIMITS"
+  PROCS=$1; DATA_K=$2; FILES=$3; FSIZE_B=$4; TMPSIZE=",size=$5k"
+fi
+while read -r m; do
+  insmod "/lib/modules/$m.ko" || fail "cannot load the kernel module $m"
+done < /etc/cubicle-modules
+# Report free memory to QEMU down to single pages, not just 2 MiB blocks:
+# an idle guest's free memory is mostly smaller pieces.
+echo 0 > /sys/module/page_reporting/parameters/page_reporting_order 2>/dev/null
+hostname cubicle
+ip link set lo up
 i=0
 while [ ! -b /dev/vda ]; do
-  i=$((i+1)); [ $i -gt 1000 ] && fail "no root disk (/dev/vda)"; $B usleep 10000
+  i=$((i+1)); [ $i -gt 1000 ] && fail "no root disk (/dev/vda)"; usleep 10000
 done
-$B mount -t erofs -o ro /dev/vda /lower || fail "cannot mount the root disk"
-$B mount -t tmpfs -o "mode=0755,size=$OVERLAY" overlay-rw /upper || fail "cannot mount the overlay tmpfs"
-$B mkdir -p /upper/data /upper/work
-$B mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot || fail "cannot mount the overlay"
-$B mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run /newroot/workspace /newroot/mnt
-$B mount --move /proc /newroot/proc
-$B mount --move /sys /newroot/sys
-$B mount --move /dev /newroot/dev
-$B mount -t tmpfs -o mode=1777 tmp /newroot/tmp
-$B mount -t tmpfs -o mode=0755 run /newroot/run
-$B mkdir -p /newroot/dev/pts /newroot/dev/shm
-$B mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
-$B mount -t tmpfs -o mode=1777 shm /newroot/dev/shm
+mount -t erofs -o ro /dev/vda /lower || fail "cannot mount the root disk"
+mount -t tmpfs -o "mode=0755,size=$OVERLAY" overlay-rw /upper || fail "cannot mount the overlay tmpfs"
+mkdir -p /upper/data /upper/work
+mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot || fail "cannot mount the overlay"
+mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run /newroot/workspace /newroot/mnt
+mount --move /proc /newroot/proc
+mount --move /sys /newroot/sys
+mount --move /dev /newroot/dev
+mount -t tmpfs -o "mode=1777$TMPSIZE" tmp /newroot/tmp
+mount -t tmpfs -o mode=0755 run /newroot/run
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
+mount -t tmpfs -o "mode=1777$TMPSIZE" shm /newroot/dev/shm
 IFS=,
 for s in $SHARES; do
   tag="${s%%:*}"; rest="${s#*:}"; dir="${rest%:*}"; mode="${rest##*:}"
-  $B mkdir -p "/newroot$dir"
-  $B mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,$mode" "$tag" "/newroot$dir" || fail "cannot mount the share $tag at $dir"
+  mkdir -p "/newroot$dir"
+  mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,$mode" "$tag" "/newroot$dir" || fail "cannot mount the share $tag at $dir"
 done
 unset IFS
 PORT=
 i=0
 while [ -z "$PORT" ]; do
   for p in /newroot/sys/class/virtio-ports/*; do
-    [ "$($B cat "$p/name" 2>/dev/null)" = cubicle ] && PORT="/dev/${p##*/}"
+    name=; read -r name < "$p/name" 2>/dev/null
+    [ "$name" = cubicle ] && PORT="/dev/${p##*/}"
   done
   [ -n "$PORT" ] && break
-  i=$((i+1)); [ $i -gt 1000 ] && fail "no virtio-serial port named cubicle"; $B usleep 10000
+  i=$((i+1)); [ $i -gt 1000 ] && fail "no virtio-serial port named cubicle"; usleep 10000
 done
-$B mkdir -p /newroot/run/cubicle
-$B cp $B /newroot/run/cubicle/busybox
-$B cat > /newroot/run/cubicle/init <<STAGE2
+# The session's limits, before the guest starts, so that it and every
+# command inherit them: this shell stays PID 1 across switch_root, its
+# child the guest. A `pids` cgroup bounds the processes; rlimits the rest
+# (ash counts -d in KiB and -f in 512-byte blocks). The guest's event loop
+# runs at a low real-time priority its children do not inherit, so that on
+# one emulated CPU a fork bomb cannot starve it past the heartbeat.
+RT=
+if [ -n "$LIMITS" ]; then
+  CG=/newroot/sys/fs/cgroup
+  mount -t cgroup2 cgroup2 $CG || fail "cannot mount the cgroup file system"
+  echo +pids > $CG/cgroup.subtree_control || fail "cannot enable the pids controller"
+  mkdir -p $CG/session
+  echo "$PROCS" > $CG/session/pids.max || fail "cannot limit processes"
+  echo $$ > $CG/session/cgroup.procs || fail "cannot enter the session cgroup"
+  ulimit -d "$DATA_K" -n "$FILES" -f "$FSIZE_B" || fail "cannot set resource limits"
+  [ -x /newroot/usr/bin/chrt ] || fail "the image has no chrt (util-linux)"
+  RT="/usr/bin/chrt --reset-on-fork --fifo 1"
+  echo "cubicle-init: limits applied" > /dev/console
+fi
+mkdir -p /newroot/run/cubicle
+cp $B /newroot/run/cubicle/busybox
+cat > /newroot/run/cubicle/init <<STAGE2
 #!/run/cubicle/busybox sh
 B=/run/cubicle/busybox
-\$B hostname cubicle
-\$B ip link set lo up
 echo "cubicle-init: ready" > /dev/console
-\$B env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/workspace LANG=C.UTF-8 "$GUEST" 0<>"$PORT" 1>&0 2>/dev/console
+\$B env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/workspace LANG=C.UTF-8 $RT "$GUEST" 0<>"$PORT" 1>&0 2>/dev/console
 echo "cubicle-init: the guest exited" > /dev/console
 \$B sync
 \$B reboot -f
 STAGE2
-$B chmod 0755 /newroot/run/cubicle/init
+chmod 0755 /newroot/run/cubicle/init
 exec $B switch_root /newroot /run/cubicle/init
 "#;
 

@@ -139,6 +139,28 @@ async fn run() {
     let vm = vm_common::start(config).await;
     eprintln!("booted in {:?}; {}", vm.boot_time(), vm.accel_reason());
 
+    // ---- 0. the session's limits hold, as the init (or the fallback) set them ----
+    let (limits_seen, code) = vm_common::sh(
+        &vm,
+        "cat /sys/fs/cgroup/session/pids.max; grep -E 'Max (data size|open files|file size)' /proc/self/limits; \
+         df -k /tmp /dev/shm | tail -2; chrt -p $PPID; chrt -p $$",
+    )
+    .await;
+    assert_eq!(code, Some(0), "{limits_seen}");
+    for want in [
+        "256\n",
+        "Max data size             201326592            201326592",
+        "Max open files            1024                 1024",
+        "Max file size             67108864             67108864",
+        "65536",
+        // The guest's event loop runs at a real-time priority its children
+        // (this shell) do not get.
+        "current scheduling policy: SCHED_FIFO|SCHED_RESET_ON_FORK",
+        "current scheduling policy: SCHED_OTHER",
+    ] {
+        assert!(limits_seen.contains(want), "no {want:?} in:\n{limits_seen}");
+    }
+
     // ---- 1. the escape suite ----
     let (plan, not_applicable) = escape_suite::plan(Backend::Vm);
     let mut failures = Vec::new();

@@ -3,7 +3,10 @@
 //! boot to guest-ready against plain QEMU booting the same kernel and
 //! initramfs to a trivial init (`cubicle.probe=1`), in the same run; warm
 //! command round trip p50/p99; QEMU's RSS while idle with 512 MiB; the image
-//! size on disk and compressed.
+//! size on disk and compressed. The guest is the one `GuestProgram::locate`
+//! finds: the development build unless `CUBICLE_GUEST_BIN` names another;
+//! for the figures a user sees, point it at a release build (it starts in
+//! about half the time under TCG).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 

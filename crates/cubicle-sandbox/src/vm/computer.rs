@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use cubicle_image::initramfs::{ERROR_PREFIX, READY_LINE};
+use cubicle_image::initramfs::{ERROR_PREFIX, LIMITS_LINE, READY_LINE};
 use cubicle_protocol::events::GrantInfo;
 use cubicle_protocol::guest::{
     DirEntry, ExecRequest, FileStat, GrepMatch, GrepRequest, GuestConfig,
@@ -48,6 +48,8 @@ struct Watch {
     dead: Mutex<Option<String>>,
     /// Set while `stop` runs, so QEMU's exit is not reported as a crash.
     stopping: AtomicBool,
+    /// Set when the init reports it applied the session's limits.
+    init_applied_limits: AtomicBool,
 }
 
 impl Watch {
@@ -274,6 +276,7 @@ impl VmInstance {
             cpus: config.cpus,
             overlay_mib: config.overlay_mib,
             shares: &shares,
+            limits: config.limits.as_ref(),
             guest_path: &guest_path,
             channel: &channel,
             console: &console,
@@ -374,7 +377,9 @@ impl VmInstance {
             SandboxError::Start(msg)
         };
         match booted {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                tracing::debug!(target: "cubicle::vm", ms = started.elapsed().as_millis() as u64, "the init is starting the guest");
+            }
             Ok(Err(msg)) => return Err(fail(msg)),
             Err(_) => {
                 return Err(fail(format!(
@@ -403,7 +408,9 @@ impl VmInstance {
                 Ok(c) => Arc::new(c),
                 Err(e) => return Err(fail(format!("{e}; {}", watch_state.failure()))),
             };
+        // An image whose init predates `cubicle.limits=` ignores it.
         if let Some(limits) = &config.limits
+            && !watch_state.init_applied_limits.load(Ordering::SeqCst)
             && let Err(e) = apply_limits(&client, limits).await
         {
             return Err(fail(format!(
@@ -448,7 +455,9 @@ impl VmInstance {
     }
 }
 
-/// Moves the guest into a `pids` cgroup, gives it the resource limits its
+/// For images whose init cannot apply the limits itself (it then does so
+/// before the guest starts, in milliseconds rather than seconds under TCG):
+/// moves the guest into a `pids` cgroup, gives it the resource limits its
 /// commands inherit and caps `/tmp` and `/dev/shm`; run once, as root inside
 /// the VM, before the first command. The guest's main thread (its event
 /// loop) also gets a low real-time priority that its children do not
@@ -497,6 +506,9 @@ async fn read_console(stream: tokio::net::UnixStream, w: Arc<Watch>, ready: Arc<
     while let Ok(Some(line)) = lines.next_line().await {
         let line = line.trim_end_matches('\r').to_owned();
         tracing::debug!(target: "cubicle::vm::console", "{line}");
+        if line.contains(LIMITS_LINE) {
+            w.init_applied_limits.store(true, Ordering::SeqCst);
+        }
         if line.contains(READY_LINE) {
             ready.notify_one();
         }

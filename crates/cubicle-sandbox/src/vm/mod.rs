@@ -25,15 +25,23 @@
 //!    `tests/vm_backend.rs`).
 //! 5. The initramfs' init (`cubicle_image::initramfs::INIT_SCRIPT`) loads
 //!    the modules, mounts the erofs root read-only under a tmpfs overlay,
-//!    mounts the shares, prints `cubicle-init: ready` on the serial console
-//!    and runs the guest on the port named `cubicle`.
+//!    mounts the shares, applies the limits of step 7, prints
+//!    `cubicle-init: ready` on the serial console and runs the guest on the
+//!    port named `cubicle`. Its commands are busybox applets run in a fork
+//!    of its shell, without an exec: under TCG each exec costs tens of
+//!    milliseconds.
 //! 6. The host waits for that line (boot timeout, generous on TCG), then
 //!    connects to the port's Unix socket and runs the protocol handshake.
-//! 7. Limits ([`VmLimits`], as the jail's): the guest is moved into a
-//!    `pids` cgroup inside the VM and given `RLIMIT_DATA`, `RLIMIT_NOFILE`
-//!    and `RLIMIT_FSIZE`, which every command inherits; `/tmp` and
-//!    `/dev/shm` are capped. The VM's fixed RAM and CPUs bound it on the
-//!    host regardless. The jail's escape suite runs against the VM with the
+//! 7. Limits ([`VmLimits`], as the jail's), passed as `cubicle.limits=` on
+//!    the kernel command line: the init enters a `pids` cgroup and sets
+//!    `RLIMIT_DATA`, `RLIMIT_NOFILE` and `RLIMIT_FSIZE`, which the guest and
+//!    every command inherit, sizes `/tmp` and `/dev/shm`, and starts the
+//!    guest at a low real-time priority its children do not inherit. An
+//!    image built before that parameter existed does not print
+//!    `cubicle-init: limits applied`; the host then applies the same limits
+//!    through the guest, a few seconds slower. The VM's fixed RAM and CPUs
+//!    bound it on the host regardless. The jail's escape suite runs against
+//!    the VM with the
 //!    adaptations of `jail::escape_suite::plan(Backend::Vm)`
 //!    (`tests/vm_attacks.rs`).
 //! 8. A heartbeat pings the guest every few seconds; a guest that stops
