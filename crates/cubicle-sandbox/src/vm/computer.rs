@@ -411,11 +411,17 @@ impl VmInstance {
         // An image whose init predates `cubicle.limits=` ignores it.
         if let Some(limits) = &config.limits
             && !watch_state.init_applied_limits.load(Ordering::SeqCst)
-            && let Err(e) = apply_limits(&client, limits).await
         {
-            return Err(fail(format!(
-                "cannot apply the session's limits in the VM: {e}"
-            )));
+            tracing::warn!(
+                target: "cubicle::vm",
+                image = %config.image.root_disk.display(),
+                "this image was built by an older cubicle, so the session's limits are applied after boot, which takes seconds under TCG; rebuild it with `cubicle image build` to start sessions faster"
+            );
+            if let Err(e) = apply_limits(&client, limits).await {
+                return Err(fail(format!(
+                    "cannot apply the session's limits in the VM: {e}"
+                )));
+            }
         }
         let boot_time = started.elapsed();
         tracing::info!(
