@@ -208,7 +208,7 @@ async fn stop_leaves_no_process_behind() {
         "setsid sleep 600 >/dev/null 2>&1 < /dev/null & sleep 0.5; echo started",
     )
     .await;
-    let pid = jail.launcher_pid().unwrap();
+    let pid = jail.pid1();
     let ns_link = std::path::PathBuf::from(format!("/proc/{pid}/ns/pid_for_children"));
     let ns = std::fs::read_link(&ns_link).unwrap();
     let before = processes_in_pidns(&ns_link).len();
@@ -217,7 +217,7 @@ async fn stop_leaves_no_process_behind() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "launcher {pid} still there"
+        "PID 1 ({pid}) still there"
     );
     // No process anywhere is still in the jail's PID namespace.
     let left: Vec<String> = std::fs::read_dir("/proc")
@@ -229,6 +229,91 @@ async fn stop_leaves_no_process_behind() {
     assert_eq!(left, Vec::<String>::new());
 }
 
+/// Set in the copy of this test binary that `the_jail_dies_with_its_host`
+/// starts and kills.
+const KILLED_HOST_ENV: &str = "CUBICLE_TEST_KILLED_HOST";
+
+/// Not a test on its own: in the copy started by
+/// `the_jail_dies_with_its_host`, starts a jail, prints its PID 1 and waits
+/// to be killed.
+#[tokio::test]
+async fn killed_host_helper() {
+    if std::env::var_os(KILLED_HOST_ENV).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let jail = jail_common::start(dir.path(), vec![]).await;
+    // A forked copy keeps every descriptor of ours open, the pipes to the
+    // guest included, so the guest never sees its host hang up: only the
+    // parent-death signal can end the jail.
+    // SAFETY: the child only calls `pause` and `_exit`, which are
+    // async-signal-safe.
+    let holder = unsafe { libc::fork() };
+    if holder == 0 {
+        loop {
+            // SAFETY: as above.
+            unsafe { libc::pause() };
+        }
+    }
+    // The parent test reads this line.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("PID1 {} HOLDER {holder}", jail.pid1());
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn the_jail_dies_with_its_host() {
+    require_jail!();
+    use std::io::BufRead as _;
+    let mut host = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "killed_host_helper", "--nocapture"])
+        .env(KILLED_HOST_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = std::io::BufReader::new(host.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("PID1 "))
+        .expect("the helper never printed its jail's PID 1");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (pid1, holder) = (words[1], words[3].parse::<libc::pid_t>().unwrap());
+    let ns_link = std::path::PathBuf::from(format!("/proc/{pid1}/ns/pid"));
+    let ns = std::fs::read_link(&ns_link).unwrap();
+    assert!(!processes_in_pidns(&ns_link).is_empty());
+    host.kill().unwrap();
+    host.wait().unwrap();
+    // PID 1 gets SIGKILL when its parent dies, and the kernel then kills
+    // the whole namespace. Nothing in it may still run.
+    let alive = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| std::fs::read_link(e.path().join("ns/pid")).ok().as_ref() == Some(&ns))
+            .filter(|e| {
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // A zombie waits for a reaper; it runs nothing.
+                !stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+            .count()
+    };
+    for _ in 0..60 {
+        if alive() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let left = alive();
+    // SAFETY: kill has no memory-safety preconditions; `holder` is the
+    // helper's forked child, which nothing else reaps.
+    unsafe { libc::kill(holder, libc::SIGKILL) };
+    assert_eq!(left, 0, "the jail outlived its host");
+}
+
 #[tokio::test]
 async fn the_guest_dying_is_a_clear_disconnect() {
     require_jail!();
@@ -236,12 +321,9 @@ async fn the_guest_dying_is_a_clear_disconnect() {
     let jail = jail_common::start(dir.path(), vec![]).await;
     // The guest is PID 1, which ignores signals from inside the jail; from
     // the host (an ancestor PID namespace) SIGKILL still reaches it.
-    let launcher = jail.launcher_pid().unwrap();
+    let guest = libc::pid_t::try_from(jail.pid1()).unwrap();
     let kill_guest = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let children =
-            std::fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children")).unwrap();
-        let guest: libc::pid_t = children.split_whitespace().next().unwrap().parse().unwrap();
         // SAFETY: kill has no memory-safety preconditions.
         assert_eq!(unsafe { libc::kill(guest, libc::SIGKILL) }, 0);
     };

@@ -1,5 +1,6 @@
-//! The host side of the `jail` backend: starts the launcher, connects a
-//! [`GuestClient`] over its stdin/stdout, and tears the jail down.
+//! The host side of the `jail` backend: starts the launcher, takes over the
+//! jail's PID 1 from it, connects a [`GuestClient`] over the pipes PID 1
+//! inherited, and tears the jail down.
 
 use std::collections::BTreeMap;
 use std::fs::ReadDir;
@@ -12,20 +13,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cubicle_protocol::guest::{ExecRequest, GuestConfig, OutputStream};
-use tokio::io::AsyncBufReadExt as _;
-use tokio::process::Child;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::config::{GrantSpec, JailConfig, LaunchSpec};
-use super::init::ERROR_PREFIX;
+use super::init::{ERROR_PREFIX, HANDOFF_LEN, parse_handoff};
 use super::limits;
+use super::pid1::Pid1;
 use crate::computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};
 use crate::grants::utf8_path as utf8;
 use crate::guest_client::{ExecSignaller, GuestClient};
 
 /// How long `stop` waits for the guest at each step before forcing it.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the launcher may take to hand PID 1 over (steps 0–2: a cgroup,
+/// namespaces and a fork).
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the workspace is inside the jail.
 pub const WORKSPACE: &str = "/workspace";
@@ -40,8 +45,8 @@ static SESSION_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct JailComputer {
     info: ComputerInfo,
     client: GuestClient,
-    child: Mutex<Option<Child>>,
-    launcher_pid: Option<u32>,
+    /// PID 1 of the jail (the guest), a child of this process.
+    pid1: Arc<Pid1>,
     cgroup: String,
     stopped: AtomicBool,
     /// The workspace cap and its monitor task, when the limits set one.
@@ -52,7 +57,7 @@ impl std::fmt::Debug for JailComputer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JailComputer")
             .field("info", &self.info)
-            .field("launcher_pid", &self.launcher_pid)
+            .field("pid1", &self.pid1.pid())
             .finish_non_exhaustive()
     }
 }
@@ -168,44 +173,60 @@ impl JailComputer {
         // No `pre_exec` hook: the launcher sets its own parent-death signal
         // (`LaunchSpec::parent_pid`), which lets std start it with
         // posix_spawn rather than fork this whole process.
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut launcher = cmd.spawn().map_err(|e| {
             SandboxError::Start(format!(
                 "cannot run the jail launcher {}: {e}",
                 config.launcher.display()
             ))
         })?;
-        let launcher_pid = child.id();
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
+        let (Some(stdin), Some(mut stdout), Some(stderr)) = (
+            launcher.stdin.take(),
+            launcher.stdout.take(),
+            launcher.stderr.take(),
+        ) else {
             return Err(SandboxError::Start(
                 "the launcher's stdio were not piped".to_owned(),
             ));
         };
         let setup_error = Arc::new(Mutex::new(None::<String>));
-        tokio::spawn(forward_stderr(stderr, setup_error.clone()));
+        let stderr_task = tokio::spawn(forward_stderr(stderr, setup_error.clone()));
+        let failed = StartFailure {
+            setup_error,
+            stderr_task,
+            cgroup: cgroup.clone(),
+        };
+
+        // Step 2: the launcher hands PID 1 over and exits.
+        let pid1 = match take_pid1(&mut stdout, &config.launcher).await {
+            Ok(pid1) => Arc::new(pid1),
+            Err(e) => {
+                // The launcher most likely failed and said why on stderr:
+                // wait for it to finish saying so.
+                let _ = tokio::time::timeout(STOP_GRACE, launcher.wait()).await;
+                let _ = launcher.start_kill();
+                let _ = launcher.wait().await;
+                return Err(failed.report(e).await);
+            }
+        };
+        // It is exiting now; reap it whenever it is done.
+        tokio::spawn(async move {
+            let _ = launcher.wait().await;
+        });
 
         let client =
             match GuestClient::connect(stdout, stdin, guest_config, config.egress.clone()).await {
                 Ok(c) => c,
                 Err(e) => {
-                    // The launcher most likely failed and said why on stderr:
-                    // wait for it to finish saying so.
-                    let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
-                    // The stderr task may need a moment to take the last line.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let cg = cgroup.clone();
-                    let _ = tokio::task::spawn_blocking(move || limits::remove_cgroup(&cg)).await;
-                    let reason = setup_error.lock().ok().and_then(|m| m.clone());
-                    return Err(match reason {
-                        Some(line) => SandboxError::Start(line),
-                        None => e,
-                    });
+                    // PID 1 most likely failed to build the jail and said
+                    // why on stderr: wait for it to finish saying so.
+                    if tokio::time::timeout(STOP_GRACE, pid1.wait()).await.is_err() {
+                        pid1.kill();
+                        let _ = pid1.wait().await;
+                    }
+                    return Err(failed.report(e).await);
                 }
             };
-        tracing::info!(pid = launcher_pid, workspace = %workspace.display(), "jail started");
+        tracing::info!(pid = pid1.pid(), workspace = %workspace.display(), "jail started");
         let cap = config.limits.workspace_bytes.map(|bytes| {
             let cap = Arc::new(WorkspaceCap::new(workspace.clone(), bytes));
             let task = tokio::spawn(monitor_workspace(cap.clone(), client.signaller()));
@@ -220,17 +241,74 @@ impl JailComputer {
                 grants: infos,
             },
             client,
-            child: Mutex::new(Some(child)),
-            launcher_pid,
+            pid1,
             cgroup,
             stopped: AtomicBool::new(false),
             cap,
         })
     }
 
-    /// Host pid of the launcher, while it runs (its PID namespace's parent).
-    pub fn launcher_pid(&self) -> Option<u32> {
-        self.launcher_pid
+    /// Host pid of the jail's PID 1 (the guest), a child of this process:
+    /// killing it ends the jail.
+    pub fn pid1(&self) -> u32 {
+        self.pid1.pid()
+    }
+}
+
+/// Reads the launcher's hand-off record (the first bytes on its stdout) and
+/// takes charge of the PID 1 it names.
+async fn take_pid1(
+    stdout: &mut tokio::process::ChildStdout,
+    launcher: &std::path::Path,
+) -> Result<Pid1, SandboxError> {
+    let mut record = [0u8; HANDOFF_LEN];
+    match tokio::time::timeout(HANDOFF_TIMEOUT, stdout.read_exact(&mut record)).await {
+        Err(_) => {
+            return Err(SandboxError::Start(format!(
+                "the jail launcher did not start the jail within {} s",
+                HANDOFF_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(Err(e)) => {
+            return Err(SandboxError::Start(format!(
+                "the jail launcher ended before starting the jail ({e})"
+            )));
+        }
+        Ok(Ok(_)) => {}
+    }
+    let pid = parse_handoff(&record).ok_or_else(|| {
+        SandboxError::Start(format!(
+            "the jail launcher {} does not speak this cubicle's hand-off — install the \
+             cubicle-jail-init of this version beside cubicle, or unset {}",
+            launcher.display(),
+            super::JAIL_INIT_ENV
+        ))
+    })?;
+    Pid1::adopt(pid)
+        .map_err(|e| SandboxError::Start(format!("cannot watch the jail's PID 1 ({pid}): {e}")))
+}
+
+/// What a failed start cleans up, and where it finds the reason.
+struct StartFailure {
+    setup_error: Arc<Mutex<Option<String>>>,
+    stderr_task: JoinHandle<()>,
+    cgroup: String,
+}
+
+impl StartFailure {
+    /// Once the jail's processes are gone: waits for their last stderr
+    /// line, removes the session cgroup and returns the setup error they
+    /// printed, else `fallback`.
+    async fn report(self, fallback: SandboxError) -> SandboxError {
+        // Every writer of the stderr pipe is gone, so it ends soon.
+        let _ = tokio::time::timeout(STOP_GRACE, self.stderr_task).await;
+        let cg = self.cgroup;
+        let _ = tokio::task::spawn_blocking(move || limits::remove_cgroup(&cg)).await;
+        let reason = self.setup_error.lock().ok().and_then(|m| m.clone());
+        match reason {
+            Some(line) => SandboxError::Start(line),
+            None => fallback,
+        }
     }
 }
 
@@ -267,7 +345,7 @@ impl Computer for JailComputer {
     }
 
     fn host_pid(&self) -> Option<u32> {
-        self.launcher_pid()
+        Some(self.pid1())
     }
 
     async fn exec(
@@ -310,16 +388,13 @@ impl Computer for JailComputer {
         {
             tracing::warn!("guest did not acknowledge shutdown; killing the jail");
         }
-        let child = self.child.lock().ok().and_then(|mut c| c.take());
-        if let Some(mut child) = child {
-            match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "waiting for the launcher failed"),
-                Err(_) => {
-                    // Killing the launcher kills PID 1 (parent-death signal),
-                    // and with it the whole PID namespace.
-                    child.kill().await?;
-                }
+        match tokio::time::timeout(STOP_GRACE, self.pid1.wait()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "waiting for the jail's PID 1 failed"),
+            Err(_) => {
+                // The kernel kills the whole PID namespace with its PID 1.
+                self.pid1.kill();
+                self.pid1.wait().await?;
             }
         }
         let cg = self.cgroup.clone();
@@ -337,15 +412,15 @@ impl Drop for JailComputer {
             return;
         }
         // Without a graceful stop, kill at once: everything in the jail dies
-        // with the launcher, so nothing is orphaned on the host.
-        if let Some(mut child) = self.child.lock().ok().and_then(|mut c| c.take()) {
-            let _ = child.start_kill();
-            // tokio reaps the killed launcher in the background; the cgroup
-            // can go once the namespace's processes are gone, which a plain
-            // thread can wait for even when no runtime is left.
-            let cg = self.cgroup.clone();
-            std::thread::spawn(move || limits::remove_cgroup(&cg));
-        }
+        // with its PID 1, so nothing is orphaned on the host. A plain thread
+        // reaps it and then removes the cgroup, even when no runtime is left.
+        self.pid1.kill();
+        let pid1 = self.pid1.clone();
+        let cg = self.cgroup.clone();
+        std::thread::spawn(move || {
+            pid1.wait_blocking();
+            limits::remove_cgroup(&cg);
+        });
     }
 }
 

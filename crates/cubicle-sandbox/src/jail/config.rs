@@ -166,9 +166,9 @@ pub struct LaunchSpec {
     pub cgroup: Option<String>,
     /// `CUBICLE_GUEST_LOG` for the guest, the only variable passed in.
     pub guest_log: Option<String>,
-    /// Pid of the host process that starts the launcher: the launcher asks
-    /// for `SIGKILL` when its parent dies and exits at once if this is no
-    /// longer its parent. Set by the launcher itself, not by a `pre_exec`
+    /// Pid of the host process that starts the launcher: the launcher and
+    /// PID 1 ask for `SIGKILL` when it dies, and the launcher gives up if
+    /// this is no longer its parent. Set by the launcher itself, not by a `pre_exec`
     /// hook in the host, so that the host can start it with a vfork-style
     /// `posix_spawn` instead of copying its whole address space with fork.
     #[serde(default)]

@@ -1,7 +1,8 @@
-//! The jail launcher (`cubicle-jail-init`, or `cubicle __jail-init`): builds
-//! the cubicle around the current process and ends by executing the guest.
-//! The steps and their order are documented in [`super`]; each is a
-//! function named there.
+//! The jail launcher (`cubicle-jail-init`, or `cubicle __jail-init`):
+//! creates the namespaces, forks the jail's PID 1 as a child of the host,
+//! hands it over and exits; PID 1 builds the cubicle around itself and ends
+//! by executing the guest. The steps and their order are documented in
+//! [`super`]; each is a function named there.
 //!
 //! This runs as the first thing in a fresh, single-threaded process — no
 //! async runtime, no threads — because `unshare(CLONE_NEWUSER)` refuses a
@@ -13,6 +14,7 @@
 //! [`crate::SandboxError::Start`].
 
 use std::ffi::CString;
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use super::config::LaunchSpec;
@@ -48,12 +50,41 @@ impl std::fmt::Display for InitError {
 
 impl std::error::Error for InitError {}
 
-/// Runs the launcher with `spec` and never returns: exits with the guest's
-/// status (128 + signal when killed), or [`SETUP_FAILED`] after printing
+/// Length of the hand-off record: [`HANDOFF_MAGIC`], then PID 1's host pid
+/// (little-endian `u32`).
+pub const HANDOFF_LEN: usize = 8;
+
+/// First bytes of the hand-off record, so that the host can tell a
+/// launcher that speaks it from anything else.
+const HANDOFF_MAGIC: [u8; 4] = *b"CJP1";
+
+/// The record the launcher writes on its stdout, before the guest's first
+/// byte, to hand PID 1 over to the host: who it is.
+pub fn handoff_record(pid1: u32) -> [u8; HANDOFF_LEN] {
+    let mut record = [0; HANDOFF_LEN];
+    let (magic, pid) = record.split_at_mut(HANDOFF_MAGIC.len());
+    magic.copy_from_slice(&HANDOFF_MAGIC);
+    pid.copy_from_slice(&pid1.to_le_bytes());
+    record
+}
+
+/// PID 1's host pid from a hand-off record, or `None` when `record` is not
+/// one.
+pub fn parse_handoff(record: &[u8; HANDOFF_LEN]) -> Option<u32> {
+    let (magic, pid) = record.split_at(HANDOFF_MAGIC.len());
+    if magic != HANDOFF_MAGIC {
+        return None;
+    }
+    let pid = u32::from_le_bytes(pid.try_into().ok()?);
+    (pid > 1).then_some(pid)
+}
+
+/// Runs the launcher with `spec` and never returns: exits with status 0
+/// once PID 1 is handed over to the host, or [`SETUP_FAILED`] after printing
 /// why the jail could not be built.
 pub fn main(spec: LaunchSpec) -> ! {
     match launch(&spec) {
-        Ok(status) => sys::exit_now(status),
+        Ok(()) => sys::exit_now(0),
         Err(e) => {
             eprintln!("{ERROR_PREFIX} {e}");
             sys::exit_now(SETUP_FAILED)
@@ -74,7 +105,7 @@ pub fn main_from_args() -> ! {
 }
 
 /// Steps 0–2, in the launcher process on the host side of the namespaces.
-fn launch(spec: &LaunchSpec) -> Result<i32, InitError> {
+fn launch(spec: &LaunchSpec) -> Result<(), InitError> {
     if let Some(parent) = spec.parent_pid {
         die_with_parent(parent)?;
     }
@@ -95,10 +126,25 @@ fn launch(spec: &LaunchSpec) -> Result<i32, InitError> {
     }
     // Step 1.
     namespaces::unshare_all()?;
-    // Step 2: the first child is PID 1 of the new PID namespace.
-    match sys::fork().map_err(|e| InitError::new(format!("cannot fork: {}", errno_name(&e))))? {
+    // Step 2: the first child is PID 1 of the new PID namespace. It is made
+    // a child of the host process rather than of the launcher, so that the
+    // launcher can exit once it has handed it over: a jail is then PID 1
+    // and what runs in it, and no process waits in between.
+    let pipe = |what| {
+        sys::pipe().map_err(|e| {
+            InitError::new(format!("cannot create the {what} pipe: {}", errno_name(&e)))
+        })
+    };
+    let (ready_rx, ready_tx) = pipe("ready")?;
+    let (go_rx, go_tx) = pipe("go")?;
+    match sys::fork_sibling()
+        .map_err(|e| InitError::new(format!("cannot fork: {}", errno_name(&e))))?
+    {
         Forked::Child => {
-            let status = match pid1(spec) {
+            drop((ready_rx, go_tx));
+            // Both pipes stay open until an error is printed, so that the
+            // launcher never finds them closed before PID 1 said why.
+            let status = match pid1(spec, ready_tx.as_fd(), go_rx.as_fd()) {
                 Ok(status) => status,
                 Err(e) => {
                     eprintln!("{ERROR_PREFIX} {e}");
@@ -108,28 +154,77 @@ fn launch(spec: &LaunchSpec) -> Result<i32, InitError> {
             sys::exit_now(status)
         }
         Forked::Parent(pid) => {
-            // The guest has the protocol pipes now; holding them here would
-            // only delay the host's end-of-file when the jail ends.
-            let _ = sys::redirect_to_null(0);
-            let _ = sys::redirect_to_null(1);
-            let (_, exit) = sys::waitpid(pid).map_err(|e| {
-                InitError::new(format!("cannot wait for the jail: {}", errno_name(&e)))
-            })?;
-            Ok(exit.status())
+            drop((ready_tx, go_rx));
+            hand_over(spec, pid, ready_rx, go_tx)
         }
     }
 }
 
+/// Step 2, in the launcher: once PID 1 has asked to die with the host, and
+/// the host is still there (so that request is tied to it), tells the host
+/// PID 1's pid (the hand-off record on stdout, before any byte of the
+/// guest's) and lets PID 1 go on.
+///
+/// Until the record is written, a failure kills PID 1 (the host cannot
+/// reap it before it knows its pid, so the pid cannot have been reused);
+/// after that PID 1 is the host's to kill and reap.
+fn hand_over(
+    spec: &LaunchSpec,
+    pid: libc::pid_t,
+    ready: OwnedFd,
+    go: OwnedFd,
+) -> Result<(), InitError> {
+    tell_host(spec, pid, ready).inspect_err(|_| {
+        let _ = sys::kill(pid, libc::SIGKILL);
+    })?;
+    // A failure here means PID 1 has ended already (and said why), or it
+    // finds the pipe closed when we exit and stops: nothing to add.
+    let _ = sys::write_all(go.as_raw_fd(), &[1]);
+    Ok(())
+}
+
+/// Waits for PID 1's word, checks the host is still our parent, and writes
+/// the hand-off record.
+fn tell_host(spec: &LaunchSpec, pid: libc::pid_t, ready: OwnedFd) -> Result<(), InitError> {
+    match sys::read_byte(ready.as_fd()) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(InitError::new("the jail's first process ended at once")),
+        Err(e) => {
+            return Err(InitError::new(format!(
+                "cannot hear from the jail's first process: {}",
+                errno_name(&e)
+            )));
+        }
+    }
+    // PID 1 set its parent-death signal before saying so: if the host is
+    // still our parent now, it was PID 1's parent then, and its death will
+    // kill PID 1. (Had it died before, PID 1 went to another parent, and no
+    // signal would ever come.)
+    if let Some(parent) = spec.parent_pid
+        && u32::try_from(sys::parent_pid()).ok() != Some(parent)
+    {
+        return Err(InitError::new(
+            "the process that started the launcher has exited",
+        ));
+    }
+    let pid1 = u32::try_from(pid)
+        .map_err(|_| InitError::new(format!("the jail's first process has a bad pid {pid}")))?;
+    sys::write_all(1, &handoff_record(pid1)).map_err(|e| {
+        InitError::new(format!(
+            "cannot tell the host about the jail: {}",
+            errno_name(&e)
+        ))
+    })
+}
+
 /// Asks for `SIGKILL` when the host process that started the launcher dies
-/// (PID 1 does the same with the launcher, so the whole jail goes), then
+/// (PID 1, the host's child, asks the same in step 2), then
 /// checks that `parent` is still the parent: had it died before the request,
 /// no signal would ever come.
 fn die_with_parent(parent: u32) -> Result<(), InitError> {
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
-    // SAFETY: getppid has no preconditions.
-    let ppid = unsafe { libc::getppid() };
-    if u32::try_from(ppid).ok() != Some(parent) {
+    if u32::try_from(sys::parent_pid()).ok() != Some(parent) {
         return Err(InitError::new(
             "the process that started the launcher has already exited",
         ));
@@ -137,14 +232,19 @@ fn die_with_parent(parent: u32) -> Result<(), InitError> {
     Ok(())
 }
 
-/// PID 1 of the jail: steps 3–8 on itself, then step 9: it becomes the
-/// guest. Returns only when that fails.
-fn pid1(spec: &LaunchSpec) -> Result<i32, InitError> {
-    // If the launcher dies (the host killed it), take the whole jail down:
-    // the kernel kills every process of a PID namespace when its PID 1 dies.
-    // The request survives the `execve` below: it changes no credentials.
+/// PID 1 of the jail: the rest of step 2, steps 3–8 on itself, then step 9:
+/// it becomes the guest. Returns only when that fails.
+fn pid1(spec: &LaunchSpec, ready: BorrowedFd<'_>, go: BorrowedFd<'_>) -> Result<i32, InitError> {
+    // Its parent is the host process (`CLONE_PARENT`): when the host dies,
+    // take the whole jail down, since the kernel kills every process of a
+    // PID namespace when its PID 1 dies. The request survives the `execve`
+    // below: it changes no credentials.
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
+    // The launcher now checks that the host is still there and tells it who
+    // we are, while we build the jail.
+    sys::write_all(ready.as_raw_fd(), &[1])
+        .map_err(|e| InitError::new(format!("cannot reach the launcher: {}", errno_name(&e))))?;
     // Step 3.
     mounts::build_root(spec)?;
     // Step 4.
@@ -161,6 +261,13 @@ fn pid1(spec: &LaunchSpec) -> Result<i32, InitError> {
     // process per session and a fork on every start.
     let argv = guest_argv(spec)?;
     let envp = guest_env(spec)?;
+    // The hand-off record must reach the host before any byte of the
+    // guest's, and the guest must not run for a host that is gone.
+    if !matches!(sys::read_byte(go), Ok(Some(_))) {
+        return Err(InitError::new(
+            "the launcher stopped before handing the jail over",
+        ));
+    }
     let err = sys::execve(Path::new(GUEST_PATH), &argv, &envp);
     Err(InitError::new(format!(
         "cannot start the guest: {}",
@@ -253,4 +360,23 @@ fn check_single_threaded() -> Result<(), InitError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn handoff_record_round_trips_and_refuses_anything_else() {
+        let record = handoff_record(123_456);
+        assert_eq!(&record[..4], b"CJP1");
+        assert_eq!(parse_handoff(&record), Some(123_456));
+        // The guest's first frame, or a launcher of another version.
+        assert_eq!(parse_handoff(&[0, 0, 0, 42, b'{', b'"', b't', b'y']), None);
+        // PID 0 and 1 are never a jail's PID 1 as the host sees it.
+        assert_eq!(parse_handoff(&handoff_record(1)), None);
+    }
 }

@@ -4,9 +4,12 @@
 //!
 //! The host side ([`JailComputer`]) starts the launcher `cubicle-jail-init`
 //! with piped stdin and stdout and the [`LaunchSpec`] as its argument. The
-//! launcher builds the jail around itself and finally executes the guest,
-//! which serves the guest protocol on the pipes it inherited. One jail is
-//! started per session and kept; every command is a request to its guest.
+//! launcher creates the namespaces and forks the jail's PID 1 as a child of
+//! the host process, hands it over and exits; PID 1 builds the jail around
+//! itself and finally executes the guest, which serves the guest protocol
+//! on the pipes it inherited. A running jail is thus PID 1 and what runs in
+//! it, nothing more. One jail is started per session and kept; every
+//! command is a request to its guest.
 //!
 //! # How the jail is built, step by step
 //!
@@ -27,10 +30,20 @@
 //!    `setgroups` = `deny` and `uid_map`/`gid_map` map the caller's uid and
 //!    gid to 0 inside (and nothing else: every other host uid shows up as
 //!    `nobody`). The launcher checks first that it is single-threaded.
-//! 2. **PID 1** — `init::launch` forks; the child is PID 1 of the new PID
-//!    namespace and gets `PR_SET_PDEATHSIG` = `SIGKILL`, so the jail dies
-//!    with the launcher. The launcher points its own stdin/stdout at
-//!    `/dev/null` and waits for PID 1, exiting with its status.
+//! 2. **PID 1** — `init::launch` forks with `CLONE_PARENT`: the child is
+//!    PID 1 of the new PID namespace and a child of the host process, not
+//!    of the launcher. PID 1 sets `PR_SET_PDEATHSIG` = `SIGKILL` (tied to
+//!    the host thread that started the launcher, which is the thread the
+//!    launcher's own parent-death signal is tied to) and tells the launcher
+//!    over a pipe; the launcher then checks that the host is still its
+//!    parent (had the host died before PID 1's request, no signal would
+//!    come: it kills PID 1 and fails instead), writes the hand-off record
+//!    (`CJP1` and PID 1's host pid, [`init::handoff_record`]) on stdout,
+//!    lets PID 1 go on and exits with status 0. PID 1 builds the jail
+//!    meanwhile (steps 3–8) but waits for that word before step 9, so that
+//!    the record comes before any byte of the guest's and no guest runs for
+//!    a host that is gone. The host reads the record, takes PID 1 over (a pidfd on its
+//!    reactor: it waits for, kills and reaps it) and reaps the launcher.
 //! 3. **Root file system** — [`mounts::build_root`], in PID 1:
 //!    (a) `/` becomes recursively private, so no mount propagates to the
 //!    host; every source is opened (`O_PATH`) before anything is mounted;
@@ -112,13 +125,15 @@
 //!     folder, which the session must see), and the per-file
 //!     `RLIMIT_FSIZE` of step 5 does not bound many files.
 //!
-//! Steps 3–8 run in PID 1 itself before it becomes the guest. Any failure prints one line,
-//! `cubicle-jail: <what> — <what to do>`, and exits with status 125;
-//! [`JailComputer::start`] returns that line as [`SandboxError::Start`].
+//! Steps 3–8 run in PID 1 itself before it becomes the guest. Any failure
+//! (of the launcher or of PID 1) prints one line, `cubicle-jail: <what> —
+//! <what to do>`, and exits with status 125; [`JailComputer::start`]
+//! returns that line as [`SandboxError::Start`].
 //!
-//! Stopping the jail (`Computer::stop`) asks the guest to shut down, then
-//! kills the launcher; PID 1 dies with it (parent-death signal) and with it
-//! every process in the PID namespace. Mounts live only in the jail's mount
+//! Stopping the jail (`Computer::stop`) asks the guest to shut down, waits
+//! for PID 1 to exit (else kills it) and reaps it; every process in the PID
+//! namespace dies with it. When the host process dies instead, however it
+//! dies, PID 1 gets its parent-death signal. Mounts live only in the jail's mount
 //! namespace, so nothing remains on the host but the session cgroup
 //! directories, which `stop` removes.
 //!
@@ -135,6 +150,7 @@ pub mod landlock;
 pub mod limits;
 pub mod mounts;
 pub mod namespaces;
+mod pid1;
 pub mod probe;
 pub mod seccomp;
 mod sys;

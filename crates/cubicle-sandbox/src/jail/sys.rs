@@ -4,6 +4,7 @@
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
+use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
@@ -140,7 +141,7 @@ pub fn clear_capabilities() -> io::Result<()> {
     }
 }
 
-/// The result of [`fork`].
+/// The result of [`fork_sibling`].
 pub enum Forked {
     /// In the parent, with the child's pid.
     Parent(libc::pid_t),
@@ -148,20 +149,142 @@ pub enum Forked {
     Child,
 }
 
-/// `fork(2)`.
+/// `clone(2)` with `CLONE_PARENT`: `fork`, but the child is a child of
+/// *our* parent (its death signal goes there, and only that parent can reap
+/// it), so that we may exit and leave it running under the host.
 ///
 /// Callers must be single-threaded (the jail launcher is: it runs before any
 /// runtime or thread is started), so the child may run ordinary Rust code
 /// rather than only async-signal-safe functions.
-pub fn fork() -> io::Result<Forked> {
-    // SAFETY: the launcher never starts a thread, so the child is an exact,
-    // consistent copy of the only thread: no lock can be held by a thread
-    // that does not exist in the child.
-    let pid = unsafe { libc::fork() };
+pub fn fork_sibling() -> io::Result<Forked> {
+    let flags = libc::CLONE_PARENT | libc::SIGCHLD;
+    // SAFETY: without `CLONE_VM` and with a null stack this is a fork (the
+    // child gets a copy of the address space and of the stack, and returns
+    // here like `fork` does); the launcher never starts a thread, so no lock
+    // can be held in the copy. The null pointer arguments are unused
+    // without the `*_SETTID`/`CLONE_SETTLS` flags.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     match pid {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid)),
+        pid => libc::pid_t::try_from(pid)
+            .map(Forked::Parent)
+            .map_err(io::Error::other),
+    }
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid out-array of two descriptors.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors were just created by the kernel and belong
+    // to no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Reads one byte from `fd`, retrying on `EINTR`; `None` at end of file.
+pub fn read_byte(fd: BorrowedFd<'_>) -> io::Result<Option<u8>> {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `byte` is a valid one-byte buffer for the call.
+        let rc = unsafe { libc::read(fd.as_raw_fd(), (&raw mut byte).cast(), 1) };
+        match rc {
+            1 => return Ok(Some(byte)),
+            0 => return Ok(None),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+/// Writes all of `bytes` to the raw descriptor `fd` (no buffering), retrying
+/// on `EINTR`.
+pub fn write_all(fd: libc::c_int, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid buffer of `bytes.len()` bytes.
+        let rc = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if rc == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = bytes.get(rc.unsigned_abs()..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// `kill(pid, signal)`. Only for a child not yet reaped, whose pid cannot
+/// have been reused.
+pub fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes plain integers and touches no memory.
+    check(unsafe { libc::kill(pid, signal) }).map(drop)
+}
+
+/// `getppid(2)`.
+pub fn parent_pid() -> libc::pid_t {
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() }
+}
+
+/// `pidfd_open(2)`: a descriptor for our child `pid`, which cannot be
+/// reused while unreaped. Linux 5.3.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = libc::c_int::try_from(rc).map_err(io::Error::other)?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by no one
+    // else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Registers a pidfd with the tokio reactor (readable once its process
+/// has ended).
+pub fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the `OwnedFd` owns the pidfd and is moved into the `AsyncFd`,
+    // which keeps it open, unchanged, until it is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
+/// `waitpid(pid, WNOHANG)`: how our child `pid` ended, or `None` while it
+/// runs. Retries on `EINTR`.
+pub fn try_waitpid(pid: libc::pid_t) -> io::Result<Option<Exit>> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `status` is a valid out-pointer for the call.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        match rc {
+            0 => return Ok(None),
+            -1 => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+            _ => return Ok(Some(decode_status(status))),
+        }
+    }
+}
+
+fn decode_status(status: libc::c_int) -> Exit {
+    if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        Exit::Code(libc::WEXITSTATUS(status))
     }
 }
 
@@ -172,16 +295,6 @@ pub enum Exit {
     Code(i32),
     /// Killed by this signal.
     Signal(i32),
-}
-
-impl Exit {
-    /// The conventional shell status: the code, or 128 + the signal.
-    pub fn status(self) -> i32 {
-        match self {
-            Exit::Code(c) => c,
-            Exit::Signal(s) => 128 + s,
-        }
-    }
 }
 
 /// `waitpid(pid, 0)`, retrying on `EINTR`; `pid` -1 waits for any child.
@@ -198,12 +311,7 @@ pub fn waitpid(pid: libc::pid_t) -> io::Result<(libc::pid_t, Exit)> {
             }
             return Err(err);
         }
-        let exit = if libc::WIFSIGNALED(status) {
-            Exit::Signal(libc::WTERMSIG(status))
-        } else {
-            Exit::Code(libc::WEXITSTATUS(status))
-        };
-        return Ok((rc, exit));
+        return Ok((rc, decode_status(status)));
     }
 }
 
@@ -225,22 +333,9 @@ pub fn execve(program: &Path, argv: &[CString], envp: &[CString]) -> io::Error {
     io::Error::last_os_error()
 }
 
-/// Points file descriptor `target` at `/dev/null`, so that a process that
-/// only passed a pipe on does not keep it open.
-pub fn redirect_to_null(target: libc::c_int) -> io::Result<()> {
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: both descriptors are valid; dup2 atomically replaces `target`.
-    check(unsafe { libc::dup2(null.as_raw_fd(), target) }).map(drop)
-}
-
 /// Sets `IFF_UP` on the interface `name` (brings up `lo` in a fresh network
 /// namespace) with `SIOCSIFFLAGS`.
 pub fn interface_up(name: &CStr) -> io::Result<()> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     // SAFETY: socket takes no pointers.
     let fd =
         check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
