@@ -160,32 +160,46 @@ fn launch(spec: &LaunchSpec) -> Result<(), InitError> {
     }
 }
 
-/// Step 2, in the launcher: once PID 1 has asked to die with the host, and
-/// the host is still there (so that request is tied to it), tells the host
-/// PID 1's pid (the hand-off record on stdout, before any byte of the
-/// guest's) and lets PID 1 go on.
+/// Step 2, in the launcher: tells the host PID 1's pid (the hand-off record
+/// on stdout, before any byte of the guest's) at once, so that whatever
+/// happens next the host knows which child of its own to reap; then, once
+/// PID 1 has asked to die with the host and the host is still there (so
+/// that request is tied to it), lets PID 1 go on.
 ///
-/// Until the record is written, a failure kills PID 1 (the host cannot
-/// reap it before it knows its pid, so the pid cannot have been reused);
-/// after that PID 1 is the host's to kill and reap.
+/// A failure after the fork kills PID 1, which the host then reaps: its
+/// pid cannot have been reused, since only the host can reap it.
 fn hand_over(
     spec: &LaunchSpec,
     pid: libc::pid_t,
     ready: OwnedFd,
     go: OwnedFd,
 ) -> Result<(), InitError> {
-    tell_host(spec, pid, ready).inspect_err(|_| {
+    let checked = tell_host(pid).and_then(|()| check_host(spec, ready));
+    if checked.is_err() {
         let _ = sys::kill(pid, libc::SIGKILL);
-    })?;
+    }
+    checked?;
     // A failure here means PID 1 has ended already (and said why), or it
     // finds the pipe closed when we exit and stops: nothing to add.
     let _ = sys::write_all(go.as_raw_fd(), &[1]);
     Ok(())
 }
 
-/// Waits for PID 1's word, checks the host is still our parent, and writes
-/// the hand-off record.
-fn tell_host(spec: &LaunchSpec, pid: libc::pid_t, ready: OwnedFd) -> Result<(), InitError> {
+/// Writes the hand-off record.
+fn tell_host(pid: libc::pid_t) -> Result<(), InitError> {
+    let pid1 = u32::try_from(pid)
+        .map_err(|_| InitError::new(format!("the jail's first process has a bad pid {pid}")))?;
+    sys::write_all(1, &handoff_record(pid1)).map_err(|e| {
+        InitError::new(format!(
+            "cannot tell the host about the jail: {}",
+            errno_name(&e)
+        ))
+    })
+}
+
+/// Waits for PID 1's word that it asked to die with its parent, and checks
+/// the host is still our parent, so that the request is tied to it.
+fn check_host(spec: &LaunchSpec, ready: OwnedFd) -> Result<(), InitError> {
     match sys::read_byte(ready.as_fd()) {
         Ok(Some(_)) => {}
         Ok(None) => return Err(InitError::new("the jail's first process ended at once")),
@@ -207,14 +221,7 @@ fn tell_host(spec: &LaunchSpec, pid: libc::pid_t, ready: OwnedFd) -> Result<(), 
             "the process that started the launcher has exited",
         ));
     }
-    let pid1 = u32::try_from(pid)
-        .map_err(|_| InitError::new(format!("the jail's first process has a bad pid {pid}")))?;
-    sys::write_all(1, &handoff_record(pid1)).map_err(|e| {
-        InitError::new(format!(
-            "cannot tell the host about the jail: {}",
-            errno_name(&e)
-        ))
-    })
+    Ok(())
 }
 
 /// Asks for `SIGKILL` when the host process that started the launcher dies

@@ -35,15 +35,18 @@
 //!    of the launcher. PID 1 sets `PR_SET_PDEATHSIG` = `SIGKILL` (tied to
 //!    the host thread that started the launcher, which is the thread the
 //!    launcher's own parent-death signal is tied to) and tells the launcher
-//!    over a pipe; the launcher then checks that the host is still its
-//!    parent (had the host died before PID 1's request, no signal would
-//!    come: it kills PID 1 and fails instead), writes the hand-off record
-//!    (`CJP1` and PID 1's host pid, [`init::handoff_record`]) on stdout,
+//!    over a pipe. Right after the fork the launcher writes the hand-off
+//!    record (`CJP1` and PID 1's host pid, [`init::handoff_record`]) on
+//!    stdout, so that the host knows which child of its own to reap
+//!    whatever happens next; it then waits for PID 1's word and checks that
+//!    the host is still its parent (had the host died before PID 1's
+//!    request, no signal would come: it kills PID 1 and fails instead),
 //!    lets PID 1 go on and exits with status 0. PID 1 builds the jail
-//!    meanwhile (steps 3–8) but waits for that word before step 9, so that
+//!    meanwhile (steps 3–8) but waits for that go before step 9, so that
 //!    the record comes before any byte of the guest's and no guest runs for
-//!    a host that is gone. The host reads the record, takes PID 1 over (a pidfd on its
-//!    reactor: it waits for, kills and reaps it) and reaps the launcher.
+//!    a host that is gone. The host reads the record, takes PID 1 over (a
+//!    pidfd on its reactor: it waits for, kills and reaps it, also when the
+//!    start fails) and reaps the launcher.
 //! 3. **Root file system** — [`mounts::build_root`], in PID 1:
 //!    (a) `/` becomes recursively private, so no mount propagates to the
 //!    host; every source is opened (`O_PATH`) before anything is mounted;
