@@ -17,6 +17,7 @@ mod server;
 mod tunnel;
 pub mod wire;
 
+pub use reap::open_pidfd;
 pub use server::{ServeError, serve, serve_until};
 
 /// Marks every inherited file descriptor above stderr close-on-exec, so
@@ -135,7 +136,7 @@ pub fn run_stdio() -> std::process::ExitCode {
     // reap them. The kernel delivers to PID 1 only the signals it handles,
     // so leaving SIGTERM and SIGHUP unhandled then means no process in the
     // jail can end the session by signal (the host ends it by hanging up,
-    // or by killing the launcher, whose death kills PID 1).
+    // or by killing PID 1, its own child, from outside the namespace).
     let init = std::process::id() == 1;
     if init {
         // Not dumpable (`execve` made it so again): commands, which run as

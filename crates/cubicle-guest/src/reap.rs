@@ -146,15 +146,7 @@ pub struct ChildExit {
 /// tokio's blocking pool.
 pub async fn wait(pid: u32) -> io::Result<ChildExit> {
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
-    let Ok(fd) = pidfd_open(pid) else {
-        return wait_on_thread(pid).await;
-    };
-    // SAFETY: the `OwnedFd` owns the pidfd and is moved into the `AsyncFd`,
-    // which keeps it open, unchanged, until it is dropped.
-    let registered = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-    };
-    match registered {
+    match open_pidfd(pid) {
         Ok(fd) => wait_pidfd(pid, fd).await,
         Err(_) => wait_on_thread(pid).await,
     }
@@ -186,9 +178,10 @@ async fn wait_pidfd(
     }
 }
 
-/// `pidfd_open(2)`: a descriptor for our child `pid`, which cannot be
-/// reused while unreaped.
-fn pidfd_open(pid: libc::pid_t) -> io::Result<std::os::fd::OwnedFd> {
+/// A pidfd for our child `pid` (`pidfd_open(2)`, Linux 5.3), registered
+/// with the tokio reactor: it turns readable once the process has ended. The
+/// pid cannot be reused while the child is unreaped. Needs a runtime.
+pub fn open_pidfd(pid: libc::pid_t) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     use std::os::fd::FromRawFd as _;
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
     // or -1; it touches no memory of ours.
@@ -199,7 +192,11 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<std::os::fd::OwnedFd> {
     let fd = i32::try_from(rc).map_err(io::Error::other)?;
     // SAFETY: `fd` was just returned by the kernel and is owned by no one
     // else.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the `OwnedFd` owns the pidfd and is moved into the `AsyncFd`,
+    // which keeps it open, unchanged, until it is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }
 
 /// `wait4(pid)` with `flags` (`pid` -1: any child); the pid reaped and how

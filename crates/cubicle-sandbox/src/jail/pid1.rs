@@ -31,9 +31,7 @@ impl Pid1 {
     /// process (so that it cannot have been reused). Needs a tokio runtime.
     pub(super) fn adopt(pid: u32) -> io::Result<Self> {
         let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
-        let fd = sys::pidfd_open(pid)
-            .ok()
-            .and_then(|fd| sys::register_pidfd(fd).ok());
+        let fd = cubicle_guest::open_pidfd(pid).ok();
         Ok(Self {
             pid,
             fd,

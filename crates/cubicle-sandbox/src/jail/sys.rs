@@ -236,30 +236,6 @@ pub fn parent_pid() -> libc::pid_t {
     unsafe { libc::getppid() }
 }
 
-/// `pidfd_open(2)`: a descriptor for our child `pid`, which cannot be
-/// reused while unreaped. Linux 5.3.
-pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
-    // or -1; it touches no memory of ours.
-    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = libc::c_int::try_from(rc).map_err(io::Error::other)?;
-    // SAFETY: `fd` was just returned by the kernel and is owned by no one
-    // else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Registers a pidfd with the tokio reactor (readable once its process
-/// has ended).
-pub fn register_pidfd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: the `OwnedFd` owns the pidfd and is moved into the `AsyncFd`,
-    // which keeps it open, unchanged, until it is dropped.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-}
-
 /// `waitpid(pid, WNOHANG)`: how our child `pid` ended, or `None` while it
 /// runs. Retries on `EINTR`.
 pub fn try_waitpid(pid: libc::pid_t) -> io::Result<Option<Exit>> {
