@@ -113,7 +113,7 @@ fn jail_launcher() -> Result<(PathBuf, Vec<String>)> {
 /// one is built (it carries Python, Node and the office tool-chain, so the
 /// host needs none of them), else the host's system directories. A
 /// `minimal` image is not used: most hosts have more than it does.
-fn jail_rootfs() -> Option<PathBuf> {
+pub fn jail_rootfs() -> Option<PathBuf> {
     let cache = cubicle_image::default_cache_dir().ok()?;
     let image = cubicle_image::find_latest(&cache, cubicle_image::Profile::Office).ok()?;
     let rootfs = image.rootfs();

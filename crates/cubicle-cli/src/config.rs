@@ -72,28 +72,36 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let mut total = 0u64;
+    let bad = || anyhow::anyhow!("`{s}` is not a duration like 500ms, 90s, 30m or 2h");
+    let mut total_ms = 0u64;
     let mut num = String::new();
-    for c in s.chars() {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_digit() {
             num.push(c);
             continue;
         }
-        let n: u64 = num
-            .parse()
-            .with_context(|| format!("`{s}` is not a duration like 90s, 30m or 2h"))?;
+        let n: u64 = num.parse().map_err(|_| bad())?;
         num.clear();
-        total += match c {
-            's' => n,
-            'm' => n * 60,
-            'h' => n * 3600,
-            _ => bail!("`{s}` is not a duration like 90s, 30m or 2h"),
+        let unit_ms = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            's' => 1000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            _ => return Err(bad()),
         };
+        total_ms = n
+            .checked_mul(unit_ms)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(bad)?;
     }
     if !num.is_empty() {
-        bail!("`{s}` is not a duration like 90s, 30m or 2h (a unit is missing)");
+        bail!("`{s}` is not a duration like 500ms, 90s, 30m or 2h (a unit is missing)");
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total_ms))
 }
 
 #[cfg(test)]
@@ -105,6 +113,13 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("1h30").is_err());
     }

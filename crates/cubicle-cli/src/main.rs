@@ -41,6 +41,11 @@ fn main() -> ExitCode {
         Some(a) if a == "__jail-init" => jail_init(),
         _ => {}
     }
+    // `sandbox exec` on the jail forks its jail from here, still
+    // single-threaded, instead of starting a runtime, a launcher and a guest.
+    if let Some(code) = sandbox_cmd::exec_one_shot() {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,6 +1,11 @@
 //! `cubicle sandbox exec`: one command in a fresh cubicle, for people
 //! debugging and for tests. The exit status is the command's (124 on timeout,
 //! 128+N when killed by signal N, as shells do).
+//!
+//! On the jail backend it runs as a one-shot jail
+//! ([`cubicle_sandbox::jail::oneshot`]) straight from `main`, before any
+//! runtime starts: the same jail, without a guest or its protocol. Other
+//! backends start a computer and run the command through its guest.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,6 +23,68 @@ pub async fn run(cmd: SandboxCommand) -> Result<ExitCode> {
     match cmd {
         SandboxCommand::Exec(args) => exec(args).await,
     }
+}
+
+/// `cubicle sandbox exec` on the jail backend, when the arguments say so:
+/// runs it as a one-shot jail and returns its exit status. `None` leaves
+/// the command line to the full parser (another command, another backend,
+/// `--help`, or arguments it must explain).
+///
+/// Must be called before any thread or runtime starts.
+pub fn exec_one_shot() -> Option<ExitCode> {
+    use clap::{Args as _, FromArgMatches as _};
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next()? != "sandbox" || argv.next()? != "exec" {
+        return None;
+    }
+    let parser = ExecArgs::augment_args(clap::Command::new("exec"));
+    let matches = parser
+        .try_get_matches_from(std::iter::once("exec".into()).chain(argv))
+        .ok()?;
+    let args = ExecArgs::from_arg_matches(&matches).ok()?;
+    if backend::resolve(&args.backend).ok()? != "jail" {
+        return None;
+    }
+    Some(match exec_in_one_shot_jail(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cubicle: {e:#}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn exec_in_one_shot_jail(args: ExecArgs) -> Result<ExitCode> {
+    use cubicle_sandbox::jail::oneshot::{self, OneShotConfig, Outcome};
+    let timeout = args.timeout.as_deref().map(parse_duration).transpose()?;
+    let grants = backend::parse_grants(&args.grants)?;
+    let scratch = tempfile_dir()?;
+    let outcome = oneshot::run(OneShotConfig {
+        grants,
+        workspace: scratch.clone(),
+        rootfs: backend::jail_rootfs(),
+        limits: cubicle_sandbox::jail::Limits::default(),
+        env: Default::default(),
+        dangerously_allow_no_landlock: args.dangerously_allow_no_landlock,
+        argv: args.command,
+        cwd: args.cwd,
+        timeout,
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(match outcome? {
+        Outcome::Exited(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Outcome::TimedOut => {
+            eprintln!("cubicle: the command timed out and was killed");
+            ExitCode::from(124)
+        }
+        Outcome::OverCap { cap_mib, used_mib } => {
+            eprintln!(
+                "cubicle: the workspace is over its {cap_mib} MiB cap ({used_mib} MiB used); \
+                 the command was stopped"
+            );
+            ExitCode::from(128 + 9)
+        }
+    })
 }
 
 async fn exec(args: ExecArgs) -> Result<ExitCode> {

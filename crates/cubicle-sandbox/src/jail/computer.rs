@@ -85,68 +85,21 @@ pub fn base_env() -> BTreeMap<String, String> {
 impl JailComputer {
     /// Builds the jail, starts the guest in it and connects to it.
     pub async fn start(config: JailConfig) -> Result<Self, SandboxError> {
-        std::fs::create_dir_all(&config.workspace).map_err(|e| {
-            SandboxError::Start(format!(
-                "cannot create the workspace {}: {e}",
-                config.workspace.display()
-            ))
-        })?;
-        let workspace = std::fs::canonicalize(&config.workspace)?;
-        let mut grants = Vec::new();
-        let mut infos = Vec::new();
-        for g in crate::grants::check_for_mount(&config.grants)? {
-            infos.push(g.info);
-            grants.push(GrantSpec {
-                host_path: g.host_path,
-                name: g.name,
-                writable: g.writable,
-            });
-        }
-        let mut skills = Vec::new();
-        let folders = config
-            .skills
-            .iter()
-            .map(|(path, dir)| ("skill", ".skills", path, dir))
-            .chain(
-                config
-                    .plugins
-                    .iter()
-                    .map(|(name, dir)| ("plugin", ".plugins", name, dir)),
-            );
-        for (what, under, name, dir) in folders {
-            let host_path = std::fs::canonicalize(dir).map_err(|e| {
-                SandboxError::Config(format!("cannot mount the {what} `{name}`: {e}"))
-            })?;
-            skills.push(GrantSpec {
-                host_path,
-                name: format!("{under}/{name}"),
-                writable: false,
-            });
-        }
-        let guest = std::fs::canonicalize(&config.guest.path).map_err(|e| {
-            SandboxError::Start(format!(
-                "cannot find the guest {}: {e} — build it with `cargo build -p cubicle-guest`",
-                config.guest.path.display()
-            ))
-        })?;
-        let cgroup = format!(
-            "s{}-{}",
-            std::process::id(),
-            SESSION_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let spec = LaunchSpec {
-            guest,
-            guest_args: config.guest.args.clone(),
-            workspace: workspace.clone(),
-            grants,
-            skills,
-            rootfs: config.rootfs.clone(),
-            limits: config.limits.clone(),
+        let Prepared {
+            spec,
+            grants: infos,
+            workspace,
+            cgroup,
+        } = prepare(&SpecParts {
+            grants: &config.grants,
+            workspace: &config.workspace,
+            skills: &config.skills,
+            plugins: &config.plugins,
+            guest: Some(&config.guest),
+            rootfs: config.rootfs.as_ref(),
+            limits: &config.limits,
             dangerously_allow_no_landlock: config.dangerously_allow_no_landlock,
-            cgroup: Some(cgroup.clone()),
-            guest_log: std::env::var("CUBICLE_GUEST_LOG").ok(),
-            parent_pid: Some(std::process::id()),
-        };
+        })?;
         let spec_json = serde_json::to_string(&spec)
             .map_err(|e| SandboxError::Start(format!("cannot encode the launch spec: {e}")))?;
 
@@ -253,6 +206,109 @@ impl JailComputer {
     pub fn pid1(&self) -> u32 {
         self.pid1.pid()
     }
+}
+
+/// What a jail is built from, borrowed from a [`JailConfig`] or from a
+/// one-shot's settings.
+pub(super) struct SpecParts<'a> {
+    pub grants: &'a [crate::grants::Grant],
+    pub workspace: &'a std::path::Path,
+    pub skills: &'a [(String, PathBuf)],
+    pub plugins: &'a [(String, PathBuf)],
+    /// `None` for a one-shot jail, which runs no guest.
+    pub guest: Option<&'a crate::locate::GuestProgram>,
+    pub rootfs: Option<&'a PathBuf>,
+    pub limits: &'a super::config::Limits,
+    pub dangerously_allow_no_landlock: bool,
+}
+
+/// A checked launch spec and what the host keeps of it.
+pub(super) struct Prepared {
+    pub spec: LaunchSpec,
+    /// The grants as the session reports them.
+    pub grants: Vec<cubicle_protocol::events::GrantInfo>,
+    /// The workspace, created and canonical.
+    pub workspace: PathBuf,
+    /// The session cgroup's name.
+    pub cgroup: String,
+}
+
+/// Creates the workspace and checks everything the jail will mount, so that
+/// a missing grant or guest is an error here, on the host, not a failed
+/// mount in the launcher.
+pub(super) fn prepare(parts: &SpecParts<'_>) -> Result<Prepared, SandboxError> {
+    std::fs::create_dir_all(parts.workspace).map_err(|e| {
+        SandboxError::Start(format!(
+            "cannot create the workspace {}: {e}",
+            parts.workspace.display()
+        ))
+    })?;
+    let workspace = std::fs::canonicalize(parts.workspace)?;
+    let mut grants = Vec::new();
+    let mut infos = Vec::new();
+    for g in crate::grants::check_for_mount(parts.grants)? {
+        infos.push(g.info);
+        grants.push(GrantSpec {
+            host_path: g.host_path,
+            name: g.name,
+            writable: g.writable,
+        });
+    }
+    let mut skills = Vec::new();
+    let folders = parts
+        .skills
+        .iter()
+        .map(|(path, dir)| ("skill", ".skills", path, dir))
+        .chain(
+            parts
+                .plugins
+                .iter()
+                .map(|(name, dir)| ("plugin", ".plugins", name, dir)),
+        );
+    for (what, under, name, dir) in folders {
+        let host_path = std::fs::canonicalize(dir)
+            .map_err(|e| SandboxError::Config(format!("cannot mount the {what} `{name}`: {e}")))?;
+        skills.push(GrantSpec {
+            host_path,
+            name: format!("{under}/{name}"),
+            writable: false,
+        });
+    }
+    let guest = parts
+        .guest
+        .map(|g| {
+            std::fs::canonicalize(&g.path).map_err(|e| {
+                SandboxError::Start(format!(
+                    "cannot find the guest {}: {e} — build it with `cargo build -p cubicle-guest`",
+                    g.path.display()
+                ))
+            })
+        })
+        .transpose()?;
+    let cgroup = format!(
+        "s{}-{}",
+        std::process::id(),
+        SESSION_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let spec = LaunchSpec {
+        guest,
+        guest_args: parts.guest.map(|g| g.args.clone()).unwrap_or_default(),
+        workspace: workspace.clone(),
+        grants,
+        skills,
+        rootfs: parts.rootfs.cloned(),
+        limits: parts.limits.clone(),
+        dangerously_allow_no_landlock: parts.dangerously_allow_no_landlock,
+        cgroup: Some(cgroup.clone()),
+        guest_log: std::env::var("CUBICLE_GUEST_LOG").ok(),
+        parent_pid: Some(std::process::id()),
+    };
+    Ok(Prepared {
+        spec,
+        grants: infos,
+        workspace,
+        cgroup,
+    })
 }
 
 /// Reads the launcher's hand-off record (the first bytes on its stdout) and
@@ -425,11 +481,11 @@ impl Drop for JailComputer {
 }
 
 /// How often the workspace cap's monitor measures the workspace.
-const CAP_INTERVAL: Duration = Duration::from_millis(250);
+pub(super) const CAP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Directory entries one monitor pass examines at most; a larger workspace
 /// is measured over several passes.
-const CAP_PASS_ENTRIES: usize = 50_000;
+pub(super) const CAP_PASS_ENTRIES: usize = 50_000;
 
 /// Directory entries a re-measurement after a command examines at most.
 const CAP_REMEASURE_ENTRIES: usize = 200_000;
@@ -452,7 +508,7 @@ const MIB: u64 = 1 << 20;
 /// [`CAP_INTERVAL`] and, when it is over the cap, kills every running
 /// command; commands' results then say why.
 #[derive(Debug)]
-struct WorkspaceCap {
+pub(super) struct WorkspaceCap {
     cap: u64,
     walk: Mutex<Walk>,
     state: Mutex<CapState>,
@@ -461,12 +517,12 @@ struct WorkspaceCap {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct CapState {
+pub(super) struct CapState {
     /// Over the cap at the last measurement.
     over: bool,
     /// Bytes in use at the last measurement (or the partial sum that
     /// crossed the cap).
-    used: u64,
+    pub(super) used: u64,
     /// Bytes in use when the cap was last crossed.
     breach_used: u64,
     /// Lowest usage since the last kill, while over the cap.
@@ -474,7 +530,7 @@ struct CapState {
 }
 
 impl WorkspaceCap {
-    fn new(root: PathBuf, cap: u64) -> Self {
+    pub(super) fn new(root: PathBuf, cap: u64) -> Self {
         Self {
             cap,
             walk: Mutex::new(Walk::new(root)),
@@ -487,13 +543,13 @@ impl WorkspaceCap {
         self.kills.load(Ordering::SeqCst)
     }
 
-    fn state(&self) -> CapState {
+    pub(super) fn state(&self) -> CapState {
         self.state.lock().map(|s| *s).unwrap_or_default()
     }
 
     /// One monitor pass (blocking): continues the walk for at most
     /// `entries` entries; true when the running commands must be killed.
-    fn pass(&self, entries: usize) -> bool {
+    pub(super) fn pass(&self, entries: usize) -> bool {
         let step = match self.walk.lock() {
             Ok(mut w) => w.step(entries),
             Err(_) => return false,

@@ -141,8 +141,9 @@ pub struct GrantSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LaunchSpec {
-    /// Host path of the guest program.
-    pub guest: PathBuf,
+    /// Host path of the guest program; `None` for a one-shot jail
+    /// ([`super::oneshot`]), whose PID 1 runs one command instead.
+    pub guest: Option<PathBuf>,
     /// Arguments for the guest.
     pub guest_args: Vec<String>,
     /// Host workspace directory (canonical).
@@ -202,7 +203,7 @@ mod tests {
     #[test]
     fn spec_round_trips_through_args() {
         let spec = LaunchSpec {
-            guest: "/g".into(),
+            guest: Some("/g".into()),
             guest_args: vec![],
             workspace: "/w".into(),
             skills: vec![],

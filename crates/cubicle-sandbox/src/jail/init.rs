@@ -118,12 +118,7 @@ fn launch(spec: &LaunchSpec) -> Result<(), InitError> {
     };
     // The kernel does not apply RLIMIT_NPROC to processes of host uid 0, so
     // a jail started by root needs the pids cgroup to stop a fork bomb.
-    if sys::ids().0 == 0 && !cgroups.iter().any(|d| d.starts_with("/sys/fs/cgroup/pids")) {
-        eprintln!(
-            "{ERROR_PREFIX} warning: started as root without a pids cgroup: the process \
-             limit is not enforced (RLIMIT_NPROC does not apply to host uid 0)"
-        );
-    }
+    warn_if_root_without_pids(&cgroups);
     // Step 1.
     namespaces::unshare_all()?;
     // Step 2: the first child is PID 1 of the new PID namespace. It is made
@@ -252,18 +247,7 @@ fn pid1(spec: &LaunchSpec, ready: BorrowedFd<'_>, go: BorrowedFd<'_>) -> Result<
     // we are, while we build the jail.
     sys::write_all(ready.as_raw_fd(), &[1])
         .map_err(|e| InitError::new(format!("cannot reach the launcher: {}", errno_name(&e))))?;
-    // Step 3.
-    mounts::build_root(spec)?;
-    // Step 4.
-    namespaces::configure_uts_and_net()?;
-    // Step 5.
-    limits::apply_rlimits(&spec.limits)?;
-    // Step 6.
-    drop_privileges()?;
-    // Step 7.
-    landlock::restrict(spec)?;
-    // Step 8.
-    seccomp::install()?;
+    build(spec)?;
     // Step 9: the guest is PID 1 itself (it reaps orphans), which saves a
     // process per session and a fork on every start.
     let argv = guest_argv(spec)?;
@@ -275,11 +259,87 @@ fn pid1(spec: &LaunchSpec, ready: BorrowedFd<'_>, go: BorrowedFd<'_>) -> Result<
             "the launcher stopped before handing the jail over",
         ));
     }
+    // Descriptors the host's caller left open without close-on-exec stay
+    // out of the jail.
+    sys::cloexec_from(3);
     let err = sys::execve(Path::new(GUEST_PATH), &argv, &envp);
     Err(InitError::new(format!(
         "cannot start the guest: {}",
         errno_name(&err)
     )))
+}
+
+/// Steps 3–8, in PID 1, on itself.
+fn build(spec: &LaunchSpec) -> Result<(), InitError> {
+    // Step 3.
+    mounts::build_root(spec)?;
+    // Step 4.
+    namespaces::configure_uts_and_net()?;
+    // Step 5.
+    limits::apply_rlimits(&spec.limits)?;
+    // Step 6.
+    drop_privileges()?;
+    // Step 7.
+    landlock::restrict(spec)?;
+    // Step 8.
+    seccomp::install()
+}
+
+/// Where a one-shot jail's PID 1 comes from, for [`one_shot_pid1`].
+pub(super) struct OneShotStart<'a> {
+    /// The read end of a pipe only the host holds open for writing: it
+    /// hangs up when the host has exited.
+    pub host_alive: BorrowedFd<'a>,
+    /// The host's uid and gid, mapped to 0 inside.
+    pub ids: (u32, u32),
+    /// The session cgroup directories the host created, to join.
+    pub cgroups: &'a [std::path::PathBuf],
+}
+
+/// PID 1 of a one-shot jail ([`super::oneshot`]), cloned by the host
+/// straight into the namespaces: the rest of steps 0–2 (parent-death
+/// signal, id maps, the session cgroup and then the cgroup namespace),
+/// steps 3–8 as for a session, then step 9: the command. Returns the status
+/// to exit with, or why the jail could not be built.
+pub(super) fn one_shot_pid1(
+    spec: &LaunchSpec,
+    start: &OneShotStart<'_>,
+    command: &super::oneshot::Command,
+) -> Result<i32, InitError> {
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
+    // Had the host died before the request, no signal would ever come.
+    // (`getppid` cannot tell: PID 1's parent is outside its namespace.)
+    if sys::hung_up(start.host_alive) {
+        return Err(InitError::new(
+            "the process that started the jail has exited",
+        ));
+    }
+    namespaces::map_ids(start.ids.0, start.ids.1)?;
+    // Joining moves only this thread, which is the whole process, and
+    // skips the kernel's global lock (see `limits::join`). A cgroup that
+    // cannot be joined leaves its limits to the rlimits of step 5.
+    limits::join_cgroups(start.cgroups);
+    sys::unshare(libc::CLONE_NEWCGROUP).map_err(|e| {
+        InitError::new(format!(
+            "cannot create the cgroup namespace: {}",
+            errno_name(&e)
+        ))
+    })?;
+    build(spec)?;
+    let prepared = command.prepare()?;
+    Ok(super::oneshot::pid1(&prepared))
+}
+
+/// Warns that a jail started by host root has no `pids` cgroup, so that
+/// nothing caps its processes (`RLIMIT_NPROC` does not apply to uid 0).
+pub(super) fn warn_if_root_without_pids(cgroups: &[std::path::PathBuf]) {
+    if sys::ids().0 == 0 && !limits::has_pids_cgroup(cgroups) {
+        eprintln!(
+            "{ERROR_PREFIX} warning: started as root without a pids cgroup: the process \
+             limit is not enforced (RLIMIT_NPROC does not apply to host uid 0)"
+        );
+    }
 }
 
 /// Step 6: `no_new_privs`, then every capability gone: the bounding set
@@ -353,7 +413,7 @@ fn guest_env(spec: &LaunchSpec) -> Result<Vec<CString>, InitError> {
 
 /// `unshare(CLONE_NEWUSER)` fails with `EINVAL` in a multi-threaded
 /// process; say so plainly instead.
-fn check_single_threaded() -> Result<(), InitError> {
+pub(super) fn check_single_threaded() -> Result<(), InitError> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let threads = status
         .lines()

@@ -84,6 +84,20 @@ fn current_hard(res: libc::__rlimit_resource_t) -> u64 {
 /// when no controller was writable, which is not an error: the rlimits
 /// still apply. The caller must be single-threaded: it joins by moving its one thread.
 pub fn enter_cgroup(name: &str, limits: &Limits) -> Vec<PathBuf> {
+    let mut created = create_cgroup(name, limits);
+    created.retain(|dir| {
+        let joined = join(dir);
+        if !joined {
+            let _ = std::fs::remove_dir(dir);
+        }
+        joined
+    });
+    created
+}
+
+/// The first half of [`enter_cgroup`]: creates the session cgroup in each
+/// usable controller and sets its limits; returns the directories made.
+pub fn create_cgroup(name: &str, limits: &Limits) -> Vec<PathBuf> {
     let mut created = Vec::new();
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return created;
@@ -93,6 +107,7 @@ pub fn enter_cgroup(name: &str, limits: &Limits) -> Vec<PathBuf> {
         if !base.join("cgroup.procs").exists() {
             continue;
         }
+        sweep_stale(&base.join("cubicle"));
         let dir = base.join("cubicle").join(name);
         if std::fs::create_dir_all(&dir).is_err() {
             continue;
@@ -108,14 +123,50 @@ pub fn enter_cgroup(name: &str, limits: &Limits) -> Vec<PathBuf> {
             ),
             _ => false,
         };
-        let joined = limit_ok && join(&dir);
-        if joined {
+        if limit_ok {
             created.push(dir);
         } else {
             let _ = std::fs::remove_dir(&dir);
         }
     }
     created
+}
+
+/// Removes the session cgroups in `parent` of host processes that have
+/// exited: a host killed outright (`SIGKILL`, a crash) cannot remove its
+/// own. A cgroup still holding a process is not removed (`rmdir` refuses
+/// it), and one named after a pid since reused waits for the next sweep.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(host) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('s'))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(host.to_string()).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
+/// The second half of [`enter_cgroup`], in the process to move (its
+/// only thread): joins each of `dirs`; returns whether all were joined.
+pub fn join_cgroups(dirs: &[PathBuf]) -> bool {
+    dirs.iter().all(|dir| join(dir))
+}
+
+/// Whether `dirs` hold a `pids` cgroup: without one, the kernel does not
+/// apply `RLIMIT_NPROC` to a jail started by host root.
+pub fn has_pids_cgroup(dirs: &[PathBuf]) -> bool {
+    dirs.iter()
+        .any(|d| d.starts_with(Path::new(CGROUP_ROOT).join("pids")))
 }
 
 /// The session cgroup directories [`enter_cgroup`] would create for `name`

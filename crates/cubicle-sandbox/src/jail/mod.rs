@@ -24,7 +24,9 @@
 //!    and `memory.limit_in_bytes`, and move in (by writing `0` to `tasks`:
 //!    the launcher is single-threaded, and unlike `cgroup.procs` this does
 //!    not wait for an RCU grace period). Optional: without it the rlimits of
-//!    step 5 still apply. (Delegated cgroup v2 is not handled.)
+//!    step 5 still apply. (Delegated cgroup v2 is not handled.) The session
+//!    cgroups of hosts that died without removing theirs (killed outright)
+//!    are swept first.
 //! 1. **Namespaces** — [`namespaces::unshare_all`]: one `unshare` of user,
 //!    mount, PID, network, IPC, UTS and cgroup namespaces; then
 //!    `setgroups` = `deny` and `uid_map`/`gid_map` map the caller's uid and
@@ -58,7 +60,10 @@
 //!    `nsswitch.conf`, `localtime`, `fonts`, `python3*`, …); `passwd`,
 //!    `group`, `hosts` and `hostname` are generated, never the host's —
 //!    there is no `/home`, `/root`, `/run`, `/var/run`, `/etc/shadow`, host
-//!    `/tmp` or any host socket;
+//!    `/tmp` or any host socket; on an image, the generated four are bound
+//!    over the image's own and its `shadow`, `gshadow` and `sudoers` are
+//!    hidden (`/dev/null` bound over them), so `/etc` looks the same on
+//!    either root;
 //!    (d) a fresh `/proc` of the new PID namespace, with `/proc/sys`,
 //!    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs` bound
 //!    read-only and `/proc/kcore`, `/proc/keys`, `/proc/kallsyms`, … hidden;
@@ -133,6 +138,11 @@
 //! <what to do>`, and exits with status 125; [`JailComputer::start`]
 //! returns that line as [`SandboxError::Start`].
 //!
+//! `cubicle sandbox exec` runs one command in a *one-shot* jail
+//! ([`oneshot`]): the same steps 3–8, started without a launcher (PID 1 is
+//! cloned straight into the namespaces from `main`), and with PID 1 running
+//! the command instead of becoming the guest.
+//!
 //! Stopping the jail (`Computer::stop`) asks the guest to shut down, waits
 //! for PID 1 to exit (else kills it) and reaps it; every process in the PID
 //! namespace dies with it. When the host process dies instead, however it
@@ -153,6 +163,7 @@ pub mod landlock;
 pub mod limits;
 pub mod mounts;
 pub mod namespaces;
+pub mod oneshot;
 mod pid1;
 pub mod probe;
 pub mod seccomp;

@@ -152,7 +152,7 @@ pub fn build_root(spec: &LaunchSpec) -> Result<(), InitError> {
         check_dir(&fd, &s.host_path)?;
         skills.push((s, fd));
     }
-    let guest = open_path(&spec.guest)?;
+    let guest = spec.guest.as_deref().map(open_path).transpose()?;
 
     // 3b: the staging root, a tmpfs only the jail sees.
     let root = Path::new(STAGING);
@@ -177,6 +177,9 @@ pub fn build_root(spec: &LaunchSpec) -> Result<(), InitError> {
         write_generated_etc(root)?;
         mkdir(&root.join("var"))?;
         symlink("/tmp", root.join("var/tmp")).map_err(io_fail("create /var/tmp"))?;
+    }
+    if spec.rootfs.is_some() {
+        overlay_image_etc(root, &devices)?;
     }
     if !root.join("etc/mtab").exists() && root.join("etc").is_dir() {
         // Ignore failure: in an image /etc is a read-only bind.
@@ -227,12 +230,11 @@ pub fn build_root(spec: &LaunchSpec) -> Result<(), InitError> {
         let src = Source::Bind { fd, dir: true };
         place(root, &Path::new("mnt").join(&s.name), &src, Bind::ReadOnly)?;
     }
-    mkdir(&root.join(".cubicle"))?;
-    let guest = Source::Bind {
-        fd: guest,
-        dir: false,
-    };
-    place(root, Path::new(".cubicle/guest"), &guest, Bind::ReadOnly)?;
+    if let Some(fd) = guest {
+        mkdir(&root.join(".cubicle"))?;
+        let guest = Source::Bind { fd, dir: false };
+        place(root, Path::new(".cubicle/guest"), &guest, Bind::ReadOnly)?;
+    }
 
     // 3h: pivot_root with new root and put_old the same directory; the old
     // root ends up stacked on "/" and is detached, so no path leads to it.
@@ -372,6 +374,12 @@ fn bind_fd(fd: &File, target: &Path, extra: libc::c_ulong) -> std::io::Result<()
     bind_path(&src, target, extra)
 }
 
+/// Binds the file behind `fd` with the flags of its source mount.
+fn bind_plain(fd: &File, target: &Path) -> std::io::Result<()> {
+    let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    sys::mount(Some(&src), target, None, libc::MS_BIND, None)
+}
+
 fn bind_path(src: &Path, target: &Path, extra: libc::c_ulong) -> std::io::Result<()> {
     sys::mount(Some(src), target, None, libc::MS_BIND, None)?;
     let locked = locked_flags(target)?;
@@ -445,12 +453,10 @@ fn mount_proc(root: &Path, devices: &[(&str, File)]) -> Result<(), InitError> {
     for name in PROC_MASKED {
         let p = proc.join(name);
         if p.is_file() {
-            bind_fd(
-                null,
-                &p,
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
-            )
-            .map_err(|e| InitError::new(format!("cannot hide /proc/{name}: {}", errno_name(&e))))?;
+            // A plain bind: /dev/null discards writes whatever the flags.
+            bind_plain(null, &p).map_err(|e| {
+                InitError::new(format!("cannot hide /proc/{name}: {}", errno_name(&e)))
+            })?;
         }
     }
     Ok(())
@@ -471,8 +477,11 @@ fn mount_dev(root: &Path, devices: &[(&str, File)], shm_bytes: u64) -> Result<()
         let target = dev.join(name);
         File::create(&target).map_err(io_fail("create a /dev node"))?;
         // Not nodev: the bind must reach the device. The host's device
-        // nodes keep their own permissions.
-        bind_fd(fd, &target, libc::MS_NOSUID | libc::MS_NOEXEC)
+        // nodes keep their own permissions. No remount to add `nosuid` and
+        // `noexec`: neither means anything for a device node, which can
+        // be neither executed nor setuid (and it saves two system calls a
+        // node on every start).
+        bind_plain(fd, &target)
             .map_err(|e| InitError::new(format!("cannot bind /dev/{name}: {}", errno_name(&e))))?;
     }
     let pts = dev.join("pts");
@@ -514,25 +523,80 @@ fn mount_dev(root: &Path, devices: &[(&str, File)], shm_bytes: u64) -> Result<()
 /// `/etc` files the jail generates instead of binding the host's: the
 /// host's `passwd` and `group` name its users, `hosts` its network.
 fn write_generated_etc(root: &Path) -> Result<(), InitError> {
-    let files = [
-        (
-            "passwd",
-            "root:x:0:0:cubicle:/workspace:/bin/sh\n\
-             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-        ),
-        ("group", "root:x:0:\nnogroup:x:65534:\n"),
-        ("hostname", "cubicle\n"),
-        (
-            "hosts",
-            "127.0.0.1\tlocalhost cubicle\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-        ),
-    ];
-    for (name, contents) in files {
+    for (name, contents) in GENERATED_ETC {
         std::fs::write(root.join("etc").join(name), contents)
             .map_err(|e| InitError::new(format!("cannot write /etc/{name} in the jail: {e}")))?;
     }
     Ok(())
 }
+
+/// `/etc` files a jail on an image hides: the image's own are harmless
+/// (system accounts, no passwords), but a cubicle shows none, whatever
+/// its root.
+const IMAGE_ETC_HIDDEN: &[&str] = &["shadow", "shadow-", "gshadow", "gshadow-", "sudoers"];
+
+/// The generated `/etc` files over an image's own, and its password files
+/// hidden, so that a jail's `/etc/passwd` is the same on either root: the
+/// image's `/etc` is a read-only bind, so each generated file is written
+/// to a staging spot of the root tmpfs, bound over the image's file, and
+/// unlinked (the mount keeps it).
+fn overlay_image_etc(root: &Path, devices: &[(&str, File)]) -> Result<(), InitError> {
+    let etc = root.join("etc");
+    if !etc.is_dir() {
+        return Ok(());
+    }
+    let staging = root.join(".etc-generated");
+    mkdir(&staging)?;
+    for (name, contents) in GENERATED_ETC {
+        let target = etc.join(name);
+        if !target.is_file() {
+            continue;
+        }
+        let generated = staging.join(name);
+        std::fs::write(&generated, contents)
+            .map_err(|e| InitError::new(format!("cannot write /etc/{name} in the jail: {e}")))?;
+        sys::mount(Some(&generated), &target, None, libc::MS_BIND, None).map_err(|e| {
+            InitError::new(format!(
+                "cannot put the generated /etc/{name} over the image's: {}",
+                errno_name(&e)
+            ))
+        })?;
+        let _ = std::fs::remove_file(&generated);
+    }
+    let _ = std::fs::remove_dir(&staging);
+    let null = devices
+        .iter()
+        .find(|(n, _)| *n == "null")
+        .map(|(_, f)| f)
+        .ok_or_else(|| InitError::new("the host has no /dev/null"))?;
+    for name in IMAGE_ETC_HIDDEN {
+        let target = etc.join(name);
+        if target.is_file() {
+            bind_plain(null, &target).map_err(|e| {
+                InitError::new(format!(
+                    "cannot hide the image's /etc/{name}: {}",
+                    errno_name(&e)
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The `/etc` files every jail generates.
+const GENERATED_ETC: [(&str, &str); 4] = [
+    (
+        "passwd",
+        "root:x:0:0:cubicle:/workspace:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    ),
+    ("group", "root:x:0:\nnogroup:x:65534:\n"),
+    ("hostname", "cubicle\n"),
+    (
+        "hosts",
+        "127.0.0.1\tlocalhost cubicle\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    ),
+];
 
 fn open_path(path: &Path) -> Result<File, InitError> {
     std::fs::OpenOptions::new()

@@ -30,20 +30,22 @@ const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
 /// the workspace, `/tmp` and read-write grants.
 pub fn unshare_all() -> Result<(), InitError> {
     let (uid, gid) = sys::ids();
-    sys::unshare(NAMESPACES).map_err(|e| {
-        let hint = match e.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::ENOSPC) | Some(libc::EINVAL) => {
-                " — the kernel forbids unprivileged user namespaces (check \
-                 kernel.unprivileged_userns_clone, user.max_user_namespaces and \
-                 AppArmor's restrict_unprivileged_userns); see `cubicle doctor`"
-            }
-            _ => " — see `cubicle doctor`",
-        };
-        InitError::new(format!(
-            "cannot create a user namespace: {}{hint}",
-            errno_name(&e)
-        ))
-    })?;
+    sys::unshare(NAMESPACES).map_err(|e| namespace_error(&e))?;
+    map_ids(uid, gid)
+}
+
+/// Step 1 for a one-shot jail ([`super::oneshot`]): `clone` straight into
+/// every namespace but the cgroup one (which PID 1 enters once it has
+/// joined the session cgroup, so that the namespace is rooted there). The
+/// child is PID 1 of the new PID namespace; it must call [`map_ids`]
+/// first. The caller must be single-threaded, as for [`sys::fork`].
+pub fn clone_into_namespaces() -> Result<sys::Forked, InitError> {
+    sys::clone_with(NAMESPACES & !libc::CLONE_NEWCGROUP).map_err(|e| namespace_error(&e))
+}
+
+/// Step 1 in a process that just entered its namespaces: maps `uid` and
+/// `gid`, its ids on the host, to 0 inside.
+pub fn map_ids(uid: u32, gid: u32) -> Result<(), InitError> {
     // setgroups must be denied before an unprivileged process may write its
     // gid_map; it also stops the jail from dropping supplementary groups to
     // get around "deny by group" permissions.
@@ -51,6 +53,21 @@ pub fn unshare_all() -> Result<(), InitError> {
     write_proc("/proc/self/uid_map", &format!("0 {uid} 1\n"))?;
     write_proc("/proc/self/gid_map", &format!("0 {gid} 1\n"))?;
     Ok(())
+}
+
+fn namespace_error(e: &std::io::Error) -> InitError {
+    let hint = match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::ENOSPC) | Some(libc::EINVAL) => {
+            " — the kernel forbids unprivileged user namespaces (check \
+             kernel.unprivileged_userns_clone, user.max_user_namespaces and \
+             AppArmor's restrict_unprivileged_userns); see `cubicle doctor`"
+        }
+        _ => " — see `cubicle doctor`",
+    };
+    InitError::new(format!(
+        "cannot create a user namespace: {}{hint}",
+        errno_name(e)
+    ))
 }
 
 fn write_proc(path: &str, contents: &str) -> Result<(), InitError> {

@@ -157,7 +157,14 @@ pub enum Forked {
 /// runtime or thread is started), so the child may run ordinary Rust code
 /// rather than only async-signal-safe functions.
 pub fn fork_sibling() -> io::Result<Forked> {
-    let flags = libc::CLONE_PARENT | libc::SIGCHLD;
+    clone_with(libc::CLONE_PARENT)
+}
+
+/// `clone(2)` as a `fork` with extra `flags` (namespaces, `CLONE_PARENT`),
+/// the child's death reported by `SIGCHLD`. The caller must be
+/// single-threaded, as for [`fork_sibling`].
+pub fn clone_with(flags: libc::c_int) -> io::Result<Forked> {
+    let flags = flags | libc::SIGCHLD;
     // SAFETY: without `CLONE_VM` and with a null stack this is a fork (the
     // child gets a copy of the address space and of the stack, and returns
     // here like `fork` does); the launcher never starts a thread, so no lock
@@ -414,4 +421,136 @@ pub fn writable(dir: &Path) -> bool {
     };
     // SAFETY: `path` is a valid NUL-terminated string for the call.
     unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Marks every descriptor from `first` up close-on-exec, so that nothing
+/// the host's caller left open reaches a program executed next. Uses
+/// `close_range` (Linux 5.11); on older kernels, walks `/proc/self/fd`.
+pub fn cloexec_from(first: libc::c_int) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let first = first.unsigned_abs();
+    // SAFETY: close_range takes plain integers; with CLOSE_RANGE_CLOEXEC it
+    // only sets a flag on descriptors, closing none that Rust owns.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<libc::c_int> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd: &libc::c_int| fd.unsigned_abs() >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD with FD_CLOEXEC changes a flag of `fd` (or fails
+        // with EBADF for the directory's own descriptor, now closed).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// `dup2(from, to)`: `to` becomes a copy of `from`, without close-on-exec.
+pub fn dup2(from: BorrowedFd<'_>, to: libc::c_int) -> io::Result<()> {
+    // SAFETY: dup2 takes plain descriptors; `to` is replaced atomically.
+    check(unsafe { libc::dup2(from.as_raw_fd(), to) }).map(drop)
+}
+
+/// `fork(2)`. The caller must be single-threaded, so that the child may run
+/// ordinary Rust code (no lock can be held by a thread that does not exist
+/// in the copy).
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: documented precondition: the caller is single-threaded.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Restores the default action of `SIGPIPE`, which the Rust runtime
+/// ignores and which a program executed next would otherwise inherit
+/// ignored.
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL is a valid disposition; no handler is installed.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// `pidfd_open(pid)` (Linux 5.3): a descriptor that turns readable when
+/// `pid`, our child, ends.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; it touches no memory.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = libc::c_int::try_from(rc).map_err(io::Error::other)?;
+    // SAFETY: `fd` was just returned by the kernel and belongs to no one
+    // else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `poll(2)` on `fds` for readability, for at most `timeout` (`None`:
+/// forever); retried on `EINTR` without adjusting the timeout. Returns
+/// which were readable, hung up or in error, in the order given.
+pub fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Vec<bool>> {
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_millis().max(1)).unwrap_or(libc::c_int::MAX)
+    });
+    loop {
+        let n = libc::nfds_t::try_from(polls.len()).map_err(io::Error::other)?;
+        // SAFETY: `polls` is a valid array of `n` pollfd structures.
+        let rc = unsafe { libc::poll(polls.as_mut_ptr(), n, ms) };
+        if rc >= 0 {
+            return Ok(polls.iter().map(|p| p.revents != 0).collect());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// `read(2)` into `buf`, retrying on `EINTR`; 0 at end of file.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a valid, exclusively borrowed buffer of its length.
+        let rc = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if rc >= 0 {
+            return Ok(rc.unsigned_abs());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// `chdir(2)`.
+pub fn chdir(path: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is a valid NUL-terminated string for the call.
+    check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+}
+
+/// Whether every writer of the pipe whose read end is `fd` has closed it
+/// (asked without waiting).
+pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `poll` is one valid pollfd structure.
+    let rc = unsafe { libc::poll(&mut poll, 1, 0) };
+    rc > 0 && poll.revents & libc::POLLHUP != 0
 }
