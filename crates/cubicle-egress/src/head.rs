@@ -96,6 +96,12 @@ impl<S> Prefixed<S> {
             inner,
         }
     }
+
+    /// The prefix bytes not read yet, and the stream.
+    pub(crate) fn into_parts(mut self) -> (Vec<u8>, S) {
+        let rest = self.prefix.split_off(self.pos);
+        (rest, self.inner)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {

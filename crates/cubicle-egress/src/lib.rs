@@ -2,8 +2,9 @@
 //!
 //! A cubicle has no network route; programs inside use `HTTP_PROXY`, the guest
 //! tunnels each connection to the host, and the host hands it to an
-//! [`EgressProxy`] (through [`EgressProxy::open_stream`]; the browser uses
-//! [`EgressProxy::listen`]). The proxy serves `CONNECT` tunnels and
+//! [`EgressProxy`] (through [`EgressProxy::open_stream`], an in-memory
+//! [`MemStream`] whose owned chunks a CONNECT tunnel moves to the upstream
+//! socket without copying; the browser uses [`EgressProxy::listen`]). The proxy serves `CONNECT` tunnels and
 //! absolute-form HTTP requests, and for each one:
 //!
 //! 1. parses the host and applies the domain rules, deny first — with no
@@ -39,6 +40,7 @@ mod event;
 mod forward;
 mod head;
 mod intercept;
+mod memstream;
 mod peer;
 mod proxy;
 mod refusal;
@@ -52,6 +54,7 @@ pub use config::{AddressRule, CredentialRule, DomainRule, EgressConfig, Limits, 
 pub use domain::{Host, HostError};
 pub use error::{CaError, ConfigError, ListenError};
 pub use event::EgressEvent;
+pub use memstream::{MemReader, MemStream, MemWriter};
 pub use proxy::{EgressProxy, EgressProxyBuilder};
 pub use resolver::{Resolver, StaticResolver, SystemResolver};
 #[cfg(feature = "keyring")]

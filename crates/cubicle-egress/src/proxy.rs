@@ -1,11 +1,15 @@
 //! The proxy itself: one [`EgressProxy`] per session, serving client
 //! connections that arrive over TCP ([`EgressProxy::listen`]) or as any byte
 //! stream ([`EgressProxy::serve_stream`], [`EgressProxy::open_stream`] for the
-//! guest's tunnels). Each connection is one tokio task: its first request head
-//! is read and checked here, then hyper serves it; a CONNECT becomes a byte
-//! tunnel (or, for a credential domain, an intercepted TLS session) and an
-//! absolute-form request is forwarded. Connections past the limit get 503 at
-//! once. Cancelling the proxy's token closes everything.
+//! guest's tunnels, an in-memory [`MemStream`]). Each connection is one tokio
+//! task: its first request head is read and checked here, then hyper serves
+//! it; a CONNECT becomes a byte tunnel (or, for a credential domain, an
+//! intercepted TLS session) and an absolute-form request is forwarded. A
+//! byte tunnel on a [`MemStream`] takes the stream back from hyper after the
+//! upgrade and moves its chunks without copying ([`pipe_mem`]); any other
+//! connection goes through hyper's upgraded stream ([`pipe`]). Connections
+//! past the limit get 503 at once. Cancelling the proxy's token closes
+//! everything.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,14 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -33,10 +38,11 @@ use crate::error::{ConfigError, ListenError};
 use crate::event::{EgressEvent, EventSink, PendingEvent};
 use crate::head::{HeadError, Prefixed, read_head};
 use crate::intercept::{Credential, Interceptor};
+use crate::memstream::MemStream;
 use crate::refusal::Refusal;
 use crate::resolver::{Resolver, SystemResolver};
 use crate::secrets::{EnvSecrets, SecretStore};
-use crate::tunnel::{Meter, Metered, idle_expired, pipe};
+use crate::tunnel::{Meter, Metered, idle_expired, pipe, pipe_mem};
 
 /// Boxed error of proxied bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,12 +51,16 @@ pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// hyper refuses a read buffer smaller than this.
 const HYPER_MIN_BUF: usize = 8192;
-/// Buffer of each in-memory stream from [`EgressProxy::open_stream`].
-const DUPLEX_BUF: usize = 1024 * 1024;
+/// Bytes in flight each way on an in-memory stream from [`EgressProxy::open_stream`].
+const STREAM_IN_FLIGHT: usize = 1024 * 1024;
 /// How long in-flight requests get to finish on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a connection over the limit gets to send its head before we give up on it.
 const BUSY_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client connection as hyper serves it: the stream, metered, behind the
+/// bytes of its first head already read.
+type Served<S> = TokioIo<Prefixed<Metered<S>>>;
 
 /// State shared by every connection of one proxy.
 pub(crate) struct Inner {
@@ -231,9 +241,11 @@ impl EgressProxy {
 
     /// A new in-memory connection to this proxy: the returned end is the
     /// client's, the other end is being served. This is what the sandbox's
-    /// egress connector hands to each guest tunnel.
-    pub fn open_stream(&self) -> DuplexStream {
-        let (client, server) = tokio::io::duplex(DUPLEX_BUF);
+    /// egress connector hands to each guest tunnel. Bytes sent with
+    /// [`MemStream::send`] through a CONNECT tunnel reach the upstream socket
+    /// without being copied in the proxy.
+    pub fn open_stream(&self) -> MemStream {
+        let (client, server) = MemStream::pair(STREAM_IN_FLIGHT);
         self.serve_stream(server);
         client
     }
@@ -408,7 +420,7 @@ where
             return;
         }
     };
-    let io = TokioIo::new(Prefixed::new(head.bytes, stream));
+    let io: Served<S> = TokioIo::new(Prefixed::new(head.bytes, stream));
     let service_inner = inner.clone();
     let service = service_fn(move |req| {
         let inner = service_inner.clone();
@@ -535,16 +547,20 @@ async fn handle_connect(
                 let _permit = permit;
                 match on_upgrade.await {
                     Ok(upgraded) => {
-                        let mut client = TokioIo::new(upgraded);
                         let meter = Meter::new();
-                        let mut upstream = Metered::new(tcp, meter.clone());
-                        pipe(
-                            &mut client,
-                            &mut upstream,
-                            task_inner.limits.idle_timeout,
-                            &task_inner.cancel,
-                        )
-                        .await;
+                        let idle = task_inner.limits.idle_timeout;
+                        let cancel = &task_inner.cancel;
+                        match in_memory(upgraded) {
+                            Ok((early, client)) => {
+                                let mut tcp = tcp;
+                                pipe_mem(client, early, &mut tcp, &meter, idle, cancel).await;
+                            }
+                            Err(upgraded) => {
+                                let mut client = TokioIo::new(upgraded);
+                                let mut upstream = Metered::new(tcp, meter.clone());
+                                pipe(&mut client, &mut upstream, idle, cancel).await;
+                            }
+                        }
                         pending.add_up(meter.written());
                         pending.add_down(meter.read());
                     }
@@ -554,6 +570,25 @@ async fn handle_connect(
         }
     }
     Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync())
+}
+
+/// The client's [`MemStream`] behind an upgraded connection, if that is what
+/// it was served on, with the bytes it sent that were read already (hyper's
+/// buffer, then what is left of the first head's), for the zero-copy tunnel.
+fn in_memory(upgraded: Upgraded) -> Result<(Bytes, MemStream), Upgraded> {
+    let parts = upgraded.downcast::<Served<MemStream>>()?;
+    let (rest_of_head, metered) = parts.io.into_inner().into_parts();
+    let early = match (parts.read_buf.is_empty(), rest_of_head.is_empty()) {
+        (_, true) => parts.read_buf,
+        (true, false) => Bytes::from(rest_of_head),
+        (false, false) => {
+            let mut both = BytesMut::with_capacity(parts.read_buf.len() + rest_of_head.len());
+            both.extend_from_slice(&parts.read_buf);
+            both.extend_from_slice(&rest_of_head);
+            both.freeze()
+        }
+    };
+    Ok((early, metered.into_inner()))
 }
 
 impl Inner {
@@ -582,5 +617,51 @@ impl Inner {
                 host: host.clone(),
                 why,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_connect_on_a_mem_stream_hands_over_the_stream_itself_and_every_early_byte() {
+        // More early bytes than hyper's first read takes: some are left in
+        // hyper's buffer and some behind the head, and both must come out,
+        // in order.
+        let early: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut first = b"CONNECT a.test:1 HTTP/1.1\r\nHost: a.test:1\r\n\r\n".to_vec();
+        first.extend_from_slice(&early);
+        let (mut client, server) = MemStream::pair(STREAM_IN_FLIGHT);
+        let io: Served<MemStream> =
+            TokioIo::new(Prefixed::new(first, Metered::new(server, Meter::new())));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            let tx = tx.lock().unwrap().take();
+            tokio::spawn(async move {
+                let found = in_memory(on_upgrade.await.unwrap()).ok();
+                let _ = tx.unwrap().send(found);
+            });
+            async { Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new())) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::spawn(conn);
+        let (got_early, mut server) = rx.await.unwrap().expect("not recognised as a MemStream");
+        assert_eq!(got_early.len(), early.len());
+        assert!(got_early == early, "early bytes differ");
+        let mut head = [0u8; 12];
+        client.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        let after = Bytes::from_static(b"after the upgrade");
+        client.send(after.clone()).await.unwrap();
+        assert_eq!(server.recv().await.unwrap().as_ptr(), after.as_ptr());
     }
 }
