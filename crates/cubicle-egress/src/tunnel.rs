@@ -284,17 +284,17 @@ mod tests {
     }
 
     /// The application's end, the upstream server's end, and the running
-    /// tunnel between them (TCP on both sides, as from `listen`) with the
-    /// upstream's meter.
-    struct Tunnel {
-        app: TcpStream,
+    /// tunnel between them with the upstream's meter: TCP on both sides (as
+    /// from `listen`, [`tunnel`]) or a [`MemStream`] client ([`mem_tunnel`]).
+    struct Tunnel<A> {
+        app: A,
         server: TcpStream,
         meter: Arc<Meter>,
         cancel: CancellationToken,
         task: tokio::task::JoinHandle<()>,
     }
 
-    async fn tunnel() -> Tunnel {
+    async fn tunnel() -> Tunnel<TcpStream> {
         let (app, mut client) = tcp_pair().await;
         let (upstream, server) = tcp_pair().await;
         let meter = Meter::new();
@@ -398,9 +398,11 @@ mod tests {
         assert_eq!((t.meter.written(), t.meter.read()), (UP, DOWN));
     }
 
-    #[tokio::test]
-    async fn a_half_close_from_the_client_reaches_upstream_and_the_reply_still_flows() {
-        let mut t = tunnel().await;
+    async fn a_half_close_from_the_client_reaches_upstream_and_the_reply_still_flows<
+        A: AsyncRead + AsyncWrite + Unpin,
+    >(
+        mut t: Tunnel<A>,
+    ) {
         t.app.write_all(b"request").await.unwrap();
         t.app.shutdown().await.unwrap();
         // The upstream sees end of input only if the half-close went through.
@@ -420,8 +422,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_half_close_from_upstream_leaves_the_client_able_to_send() {
-        let mut t = tunnel().await;
+    async fn tcp_a_half_close_from_the_client_reaches_upstream_and_the_reply_still_flows() {
+        a_half_close_from_the_client_reaches_upstream_and_the_reply_still_flows(tunnel().await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn zero_copy_a_half_close_from_the_client_reaches_upstream_and_the_reply_still_flows() {
+        a_half_close_from_the_client_reaches_upstream_and_the_reply_still_flows(
+            mem_tunnel(b"").await,
+        )
+        .await;
+    }
+
+    async fn a_half_close_from_upstream_leaves_the_client_able_to_send<
+        A: AsyncRead + AsyncWrite + Unpin,
+    >(
+        mut t: Tunnel<A>,
+    ) {
         t.server.write_all(b"banner").await.unwrap();
         t.server.shutdown().await.unwrap();
         let mut got = Vec::new();
@@ -437,8 +455,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_upstream_reset_ends_the_tunnel_and_closes_the_client() {
-        let mut t = tunnel().await;
+    async fn tcp_a_half_close_from_upstream_leaves_the_client_able_to_send() {
+        a_half_close_from_upstream_leaves_the_client_able_to_send(tunnel().await).await;
+    }
+
+    #[tokio::test]
+    async fn zero_copy_a_half_close_from_upstream_leaves_the_client_able_to_send() {
+        a_half_close_from_upstream_leaves_the_client_able_to_send(mem_tunnel(b"").await).await;
+    }
+
+    async fn an_upstream_reset_ends_the_tunnel_and_closes_the_client<
+        A: AsyncRead + AsyncWrite + Unpin,
+    >(
+        mut t: Tunnel<A>,
+    ) {
         t.app.write_all(b"hello").await.unwrap();
         let mut got = [0u8; 5];
         guard(t.server.read_exact(&mut got)).await.unwrap().unwrap();
@@ -460,8 +490,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cancelling_ends_a_tunnel_that_is_still_open() {
-        let mut t = tunnel().await;
+    async fn tcp_an_upstream_reset_ends_the_tunnel_and_closes_the_client() {
+        an_upstream_reset_ends_the_tunnel_and_closes_the_client(tunnel().await).await;
+    }
+
+    #[tokio::test]
+    async fn zero_copy_an_upstream_reset_ends_the_tunnel_and_closes_the_client() {
+        an_upstream_reset_ends_the_tunnel_and_closes_the_client(mem_tunnel(b"").await).await;
+    }
+
+    async fn cancelling_ends_a_tunnel_that_is_still_open<A: AsyncRead + AsyncWrite + Unpin>(
+        mut t: Tunnel<A>,
+    ) {
         t.app.write_all(b"x").await.unwrap();
         let mut got = [0u8; 1];
         guard(t.server.read_exact(&mut got)).await.unwrap().unwrap();
@@ -470,7 +510,21 @@ mod tests {
         let mut rest = Vec::new();
         let n = guard(t.app.read_to_end(&mut rest)).await.unwrap().unwrap();
         assert_eq!(n, 0);
+        // The upstream sees the tunnel close too.
+        let mut up = Vec::new();
+        let closed = guard(t.server.read_to_end(&mut up)).await.unwrap();
+        assert!(matches!(closed, Ok(0)) || closed.is_err(), "{closed:?}");
         assert_eq!((t.meter.written(), t.meter.read()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn tcp_cancelling_ends_a_tunnel_that_is_still_open() {
+        cancelling_ends_a_tunnel_that_is_still_open(tunnel().await).await;
+    }
+
+    #[tokio::test]
+    async fn zero_copy_cancelling_ends_a_tunnel_that_is_still_open() {
+        cancelling_ends_a_tunnel_that_is_still_open(mem_tunnel(b"").await).await;
     }
 
     /// Takes at most `max` bytes per write, to exercise partial writes.
@@ -518,15 +572,7 @@ mod tests {
 
     /// A tunnel from a client on a [`MemStream`] (as from `open_stream`) to a
     /// TCP upstream, taking the zero-copy path, with `early` already read.
-    struct MemTunnel {
-        app: MemStream,
-        server: TcpStream,
-        meter: Arc<Meter>,
-        cancel: CancellationToken,
-        task: tokio::task::JoinHandle<()>,
-    }
-
-    async fn mem_tunnel(early: &'static [u8]) -> MemTunnel {
+    async fn mem_tunnel(early: &'static [u8]) -> Tunnel<MemStream> {
         let (app, client) = MemStream::pair(1024 * 1024);
         let (mut upstream, server) = tcp_pair().await;
         let meter = Meter::new();
@@ -544,7 +590,7 @@ mod tests {
             )
             .await;
         });
-        MemTunnel {
+        Tunnel {
             app,
             server,
             meter,
@@ -608,79 +654,5 @@ mod tests {
         assert_eq!(up_got, (UP, up_sent), "client to upstream");
         assert_eq!(down_got, (DOWN, down_sent), "upstream to client");
         assert_eq!((t.meter.written(), t.meter.read()), (UP + 5, DOWN));
-    }
-
-    #[tokio::test]
-    async fn zero_copy_half_closes_pass_both_ways() {
-        let mut t = mem_tunnel(b"").await;
-        t.app.write_all(b"request").await.unwrap();
-        t.app.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        guard(t.server.read_to_end(&mut got))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got, b"request");
-        t.server.write_all(b"reply after EOF").await.unwrap();
-        t.server.shutdown().await.unwrap();
-        let mut back = Vec::new();
-        guard(t.app.read_to_end(&mut back)).await.unwrap().unwrap();
-        assert_eq!(back, b"reply after EOF");
-        guard(t.task).await.unwrap().unwrap();
-        assert_eq!((t.meter.written(), t.meter.read()), (7, 15));
-    }
-
-    #[tokio::test]
-    async fn zero_copy_upstream_half_close_leaves_the_client_able_to_send() {
-        let mut t = mem_tunnel(b"").await;
-        t.server.write_all(b"banner").await.unwrap();
-        t.server.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        guard(t.app.read_to_end(&mut got)).await.unwrap().unwrap();
-        assert_eq!(got, b"banner");
-        t.app
-            .send(Bytes::from_static(b"still talking"))
-            .await
-            .unwrap();
-        t.app.shutdown().await.unwrap();
-        let mut up = Vec::new();
-        guard(t.server.read_to_end(&mut up)).await.unwrap().unwrap();
-        assert_eq!(up, b"still talking");
-        guard(t.task).await.unwrap().unwrap();
-        assert_eq!((t.meter.written(), t.meter.read()), (13, 6));
-    }
-
-    #[tokio::test]
-    async fn zero_copy_upstream_reset_ends_the_tunnel_and_closes_the_client() {
-        let mut t = mem_tunnel(b"").await;
-        t.app.write_all(b"hello").await.unwrap();
-        let mut got = [0u8; 5];
-        guard(t.server.read_exact(&mut got)).await.unwrap().unwrap();
-        t.server.set_zero_linger().unwrap();
-        drop(t.server);
-        guard(t.task).await.unwrap().unwrap();
-        let mut rest = Vec::new();
-        let n = guard(t.app.read_to_end(&mut rest)).await.unwrap().unwrap();
-        assert_eq!(n, 0);
-        assert!(!t.cancel.is_cancelled());
-        assert_eq!((t.meter.written(), t.meter.read()), (5, 0));
-    }
-
-    #[tokio::test]
-    async fn zero_copy_cancelling_ends_a_tunnel_that_is_still_open() {
-        let mut t = mem_tunnel(b"").await;
-        t.app.write_all(b"x").await.unwrap();
-        let mut got = [0u8; 1];
-        guard(t.server.read_exact(&mut got)).await.unwrap().unwrap();
-        t.cancel.cancel();
-        guard(t.task).await.unwrap().unwrap();
-        let mut rest = Vec::new();
-        let n = guard(t.app.read_to_end(&mut rest)).await.unwrap().unwrap();
-        assert_eq!(n, 0);
-        // The upstream sees the tunnel close too.
-        let mut up = Vec::new();
-        let closed = guard(t.server.read_to_end(&mut up)).await.unwrap();
-        assert!(matches!(closed, Ok(0)) || closed.is_err(), "{closed:?}");
-        assert_eq!((t.meter.written(), t.meter.read()), (1, 0));
     }
 }

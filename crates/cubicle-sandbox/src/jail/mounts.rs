@@ -445,11 +445,7 @@ fn mount_proc(root: &Path, devices: &[(&str, File)]) -> Result<(), InitError> {
             })?;
         }
     }
-    let null = devices
-        .iter()
-        .find(|(n, _)| *n == "null")
-        .map(|(_, f)| f)
-        .ok_or_else(|| InitError::new("the host has no /dev/null"))?;
+    let null = dev_null(devices)?;
     for name in PROC_MASKED {
         let p = proc.join(name);
         if p.is_file() {
@@ -564,11 +560,7 @@ fn overlay_image_etc(root: &Path, devices: &[(&str, File)]) -> Result<(), InitEr
         let _ = std::fs::remove_file(&generated);
     }
     let _ = std::fs::remove_dir(&staging);
-    let null = devices
-        .iter()
-        .find(|(n, _)| *n == "null")
-        .map(|(_, f)| f)
-        .ok_or_else(|| InitError::new("the host has no /dev/null"))?;
+    let null = dev_null(devices)?;
     for name in IMAGE_ETC_HIDDEN {
         let target = etc.join(name);
         if target.is_file() {
@@ -597,6 +589,15 @@ const GENERATED_ETC: [(&str, &str); 4] = [
         "127.0.0.1\tlocalhost cubicle\n::1\tlocalhost ip6-localhost ip6-loopback\n",
     ),
 ];
+
+/// The host's `/dev/null`, opened with the other devices.
+fn dev_null<'a>(devices: &'a [(&str, File)]) -> Result<&'a File, InitError> {
+    devices
+        .iter()
+        .find(|(n, _)| *n == "null")
+        .map(|(_, f)| f)
+        .ok_or_else(|| InitError::new("the host has no /dev/null"))
+}
 
 fn open_path(path: &Path) -> Result<File, InitError> {
     std::fs::OpenOptions::new()
