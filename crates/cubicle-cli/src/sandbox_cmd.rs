@@ -77,6 +77,7 @@ fn exec_in_one_shot_jail(args: ExecArgs) -> Result<ExitCode> {
             eprintln!("cubicle: the command timed out and was killed");
             ExitCode::from(124)
         }
+        Outcome::Interrupted(sig) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
         Outcome::OverCap { cap_mib, used_mib } => {
             eprintln!(
                 "cubicle: the workspace is over its {cap_mib} MiB cap ({used_mib} MiB used); \

@@ -276,6 +276,64 @@ fn nothing_is_left_behind_even_when_the_host_is_killed() {
     }
 }
 
+#[test]
+fn a_host_asked_to_stop_ends_the_jail_and_cleans_up() {
+    if !jail_usable() {
+        return;
+    }
+    for (signal, name) in [(15, "TERM"), (2, "INT")] {
+        let marker = format!("{}.{signal}", std::process::id());
+        let mut child = cubicle()
+            .args(["sandbox", "exec", "--backend", "jail", "--", "sh", "-c"])
+            .arg(format!("echo up; exec sleep {marker}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "up\n");
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = wait_for(&mut child, Duration::from_secs(60)).expect("the host kept running");
+        assert_eq!(status.code(), Some(128 + signal), "SIG{name}: {status:?}");
+        assert_eq!(
+            processes_with(&marker),
+            0,
+            "SIG{name}: the jail outlived its host"
+        );
+        let scratch = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("cubicle-exec-{pid}-"))
+            })
+            .count();
+        assert_eq!(
+            scratch, 0,
+            "SIG{name}: the scratch workspace was left behind"
+        );
+        for controller in ["pids", "memory"] {
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join("cubicle")
+                .join(format!("s{pid}-0"));
+            assert!(
+                !dir.exists(),
+                "SIG{name}: {} was left behind",
+                dir.display()
+            );
+        }
+    }
+}
+
 /// How many processes have `marker` in their command line.
 fn processes_with(marker: &str) -> usize {
     std::fs::read_dir("/proc")

@@ -31,7 +31,10 @@
 //! This process enforces the timeout and the workspace cap (step 10,
 //! measured every [`CAP_INTERVAL`]) by killing PID 1, which takes every
 //! process of the jail with it; it dies with this process too (PID 1's
-//! parent-death signal).
+//! parent-death signal). `SIGINT`, `SIGTERM` and `SIGHUP` are read from a
+//! `signalfd` while the jail runs: one of them kills the jail, and [`run`]
+//! returns [`Outcome::Interrupted`] once the cgroup is removed, so that the
+//! caller can remove its workspace before it ends.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -91,6 +94,10 @@ pub enum Outcome {
     Exited(i32),
     /// It ran past its timeout and was killed.
     TimedOut,
+    /// This process was asked to stop (`SIGINT`, `SIGTERM` or `SIGHUP`):
+    /// the jail was killed and cleaned up; the caller should end with 128
+    /// plus the signal's number.
+    Interrupted(i32),
     /// The workspace went over its cap and the command was killed.
     OverCap {
         /// The cap, in MiB.
@@ -207,11 +214,24 @@ pub fn run(config: OneShotConfig) -> Result<Outcome, SandboxError> {
     let cgroups = limits::create_cgroup(&cgroup, &spec.limits);
     init::warn_if_root_without_pids(&cgroups);
     let ids = sys::ids();
-    // From here on, dropping `jail` kills and reaps PID 1 and removes the
-    // cgroup, however this function returns.
-    let mut jail = Jail { pid1: None, cgroup };
+    // A request to stop this process (a terminal's ^C reaches the command
+    // too) must not leave the workspace or the cgroup behind: take those
+    // signals through a descriptor, and clean up before ending.
+    let blocked = sys::block_signals(&STOP_SIGNALS).map_err(|e| start("signals", e))?;
+    let signals = sys::signalfd(&blocked);
+    // From here on, dropping `jail` kills and reaps PID 1, removes the
+    // cgroup and restores the signal mask, however this function returns.
+    let mut jail = Jail {
+        pid1: None,
+        cgroup,
+        blocked,
+    };
+    let signals = signals.map_err(|e| start("signalfd", e))?;
     match namespaces::clone_into_namespaces().map_err(|e| SandboxError::Start(e.to_string()))? {
         Forked::Child => {
+            // The jail's processes take signals as usual.
+            sys::restore_signal_mask(&jail.blocked);
+            drop(signals);
             // The host's ends stay with the host: a command whose reader
             // went away must see its pipe broken, and PID 1 must see the
             // host gone.
@@ -239,7 +259,7 @@ pub fn run(config: OneShotConfig) -> Result<Outcome, SandboxError> {
         Forked::Parent(pid) => jail.pid1 = Some(pid),
     }
     drop((out_w, err_w, started_w, alive_r, devnull));
-    let outcome = jail.run(&started_r, out_r, err_r, &config, workspace);
+    let outcome = jail.run(&started_r, out_r, err_r, &signals, &config, workspace);
     // PID 1 checks this end is open once it asked to die with us.
     drop(alive_w);
     outcome
@@ -251,7 +271,13 @@ pub fn run(config: OneShotConfig) -> Result<Outcome, SandboxError> {
 struct Jail {
     pid1: Option<libc::pid_t>,
     cgroup: String,
+    /// [`STOP_SIGNALS`], blocked while the jail runs.
+    blocked: sys::BlockedSignals,
 }
+
+/// Signals that ask this process to stop; while a one-shot jail runs they
+/// are read from a `signalfd`, and end it cleanly.
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 impl Jail {
     fn run(
@@ -259,6 +285,7 @@ impl Jail {
         started: &OwnedFd,
         out: OwnedFd,
         err: OwnedFd,
+        signals: &OwnedFd,
         config: &OneShotConfig,
         workspace: PathBuf,
     ) -> Result<Outcome, SandboxError> {
@@ -297,6 +324,7 @@ impl Jail {
             let mut fds: Vec<BorrowedFd<'_>> =
                 relay.iter().flatten().map(|(fd, _)| fd.as_fd()).collect();
             fds.extend(pidfd.as_ref().map(|fd| fd.as_fd()));
+            fds.push(signals.as_fd());
             let ready = sys::poll_readable(&fds, wake).map_err(|e| {
                 SandboxError::Io(std::io::Error::new(
                     e.kind(),
@@ -311,6 +339,12 @@ impl Jail {
                 {
                     *slot = None;
                 }
+            }
+            if ended_by.is_none()
+                && let Some(sig) = sys::read_signal(signals.as_fd())
+            {
+                ended_by = Some(Outcome::Interrupted(sig));
+                let _ = sys::kill(pid1, libc::SIGKILL);
             }
             if let Some(exit) = sys::try_waitpid(pid1)? {
                 self.pid1 = None;
@@ -356,6 +390,9 @@ impl Drop for Jail {
             let _ = sys::waitpid(pid);
         }
         limits::remove_cgroup(&self.cgroup);
+        // A stop signal that came in the meantime is acted on now (the
+        // caller's scratch files are its own to clean up first).
+        sys::restore_signal_mask(&self.blocked);
     }
 }
 

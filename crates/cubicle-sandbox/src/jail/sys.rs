@@ -554,3 +554,60 @@ pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
     let rc = unsafe { libc::poll(&mut poll, 1, 0) };
     rc > 0 && poll.revents & libc::POLLHUP != 0
 }
+
+/// Signals blocked in this process, to be read from a [`signalfd`] instead
+/// of acted on; restore with [`restore_signal_mask`].
+pub struct BlockedSignals {
+    set: libc::sigset_t,
+    old: libc::sigset_t,
+}
+
+/// Blocks `signals` for the calling thread (the whole process when it is
+/// single-threaded) and returns what to restore.
+pub fn block_signals(signals: &[libc::c_int]) -> io::Result<BlockedSignals> {
+    // SAFETY: all-zero sigset_t values are valid for sigemptyset to fill.
+    let (mut set, mut old): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: `set` is a valid sigset_t; the signal numbers are plain ints.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+    }
+    // SAFETY: both pointers are valid sigset_t values.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(BlockedSignals { set, old })
+}
+
+/// Restores the signal mask from before [`block_signals`].
+pub fn restore_signal_mask(blocked: &BlockedSignals) {
+    // SAFETY: `old` is the valid mask pthread_sigmask returned.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &blocked.old, std::ptr::null_mut()) };
+}
+
+/// A non-blocking, close-on-exec `signalfd` for the signals `blocked`
+/// holds: readable when one is pending.
+pub fn signalfd(blocked: &BlockedSignals) -> io::Result<OwnedFd> {
+    // SAFETY: `set` is a valid sigset_t; -1 asks for a new descriptor.
+    let fd =
+        check(unsafe { libc::signalfd(-1, &blocked.set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    // SAFETY: `fd` was just returned by the kernel and belongs to no one
+    // else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The next pending signal from a [`signalfd`], if any.
+pub fn read_signal(fd: BorrowedFd<'_>) -> Option<libc::c_int> {
+    // SAFETY: an all-zero signalfd_siginfo is a valid value of this plain
+    // C struct.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: `info` is a valid, exclusively borrowed buffer of `size`
+    // bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut info).cast(), size) };
+    (n.unsigned_abs() == size).then(|| libc::c_int::try_from(info.ssi_signo).unwrap_or(0))
+}
