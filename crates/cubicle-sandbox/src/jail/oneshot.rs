@@ -210,15 +210,10 @@ pub fn run(config: OneShotConfig) -> Result<Outcome, SandboxError> {
         cwd: config.cwd.clone().unwrap_or_else(|| WORKSPACE.to_owned()),
         started: started_w.as_raw_fd(),
     };
-    // Step 0, the host's half: the session cgroup, which PID 1 joins.
-    let cgroups = limits::create_cgroup(&cgroup, &spec.limits);
-    init::warn_if_root_without_pids(&cgroups);
-    let ids = sys::ids();
     // A request to stop this process (a terminal's ^C reaches the command
     // too) must not leave the workspace or the cgroup behind: take those
     // signals through a descriptor, and clean up before ending.
     let blocked = sys::block_signals(&STOP_SIGNALS).map_err(|e| start("signals", e))?;
-    let signals = sys::signalfd(&blocked);
     // From here on, dropping `jail` kills and reaps PID 1, removes the
     // cgroup and restores the signal mask, however this function returns.
     let mut jail = Jail {
@@ -226,7 +221,11 @@ pub fn run(config: OneShotConfig) -> Result<Outcome, SandboxError> {
         cgroup,
         blocked,
     };
-    let signals = signals.map_err(|e| start("signalfd", e))?;
+    let signals = sys::signalfd(&jail.blocked).map_err(|e| start("signalfd", e))?;
+    // Step 0, the host's half: the session cgroup, which PID 1 joins.
+    let cgroups = limits::create_cgroup(&jail.cgroup, &spec.limits);
+    init::warn_if_root_without_pids(&cgroups);
+    let ids = sys::ids();
     match namespaces::clone_into_namespaces().map_err(|e| SandboxError::Start(e.to_string()))? {
         Forked::Child => {
             // The jail's processes take signals as usual.
