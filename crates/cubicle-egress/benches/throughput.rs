@@ -1,6 +1,7 @@
 //! Egress proxy cost on loopback, against a direct connection in the same run:
 //! bulk throughput through a CONNECT tunnel (over TCP `listen` and over the
-//! in-memory `open_stream` the sandbox uses) versus straight to the sink, the
+//! in-memory `open_stream` the sandbox uses) versus straight to the sink
+//! (uploads, with CPU time) and from a source server (downloads), the
 //! CPU time each costs per GB, and the added latency per small request (p50
 //! over 1000). The proxy runs on its own runtime, as it would in its own
 //! process; the client and the sink share another. Throughput is measured in
@@ -53,6 +54,44 @@ async fn sink() -> SocketAddr {
         }
     });
     addr
+}
+
+/// Sends `bytes` bytes to every connection, then closes it: the download
+/// case's server.
+async fn source(bytes: u64) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let buf = vec![0xa5u8; CHUNK];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(CHUNK as u64) as usize;
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Reads to end of input; the time it took and how many bytes came.
+async fn pull(mut s: Box<dyn Io>) -> (Duration, u64) {
+    let mut buf = vec![0u8; CHUNK];
+    let start = Instant::now();
+    let mut got = 0u64;
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            return (start.elapsed(), got);
+        }
+        got += n as u64;
+    }
 }
 
 /// Answers every request head on a connection with a 2-byte body.
@@ -238,6 +277,7 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
     let rounds = env_u64("EGRESS_BENCH_ROUNDS", 5).max(1) as usize;
     let requests = env_u64("EGRESS_BENCH_REQUESTS", REQUESTS as u64).max(1) as usize;
     let sink = sink().await;
+    let src = source(bytes).await;
     let http = tiny_http().await;
     let config = EgressConfig {
         allow: vec![DomainRule::new("*.bench.test", "bench")],
@@ -246,6 +286,7 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
     };
     let resolver = StaticResolver::new()
         .with("sink.bench.test", ["127.0.0.1".parse().unwrap()])
+        .with("source.bench.test", ["127.0.0.1".parse().unwrap()])
         .with("http.bench.test", ["127.0.0.1".parse().unwrap()]);
     let proxy = EgressProxy::builder("bench", config)
         .resolver(Arc::new(resolver))
@@ -363,6 +404,53 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
         "  median CPU time per GB, proxy runtime only: CONNECT over TCP {:.2} s, over stream {:.2} s",
         median(proxy_cpu_tcp),
         median(proxy_cpu_stream)
+    );
+
+    // Downloads: the same cases, the bytes flowing from the server.
+    let source_target = format!("source.bench.test:{}", src.port());
+    let mut down_tcp = Vec::new();
+    let mut down_stream = Vec::new();
+    let mut down_direct = Vec::new();
+    for round in 0..rounds {
+        let mut gb = [0f64; 3];
+        for i in 0..CASES.len() {
+            let case = CASES[(round + i) % CASES.len()];
+            let s: Box<dyn Io> = match case {
+                Case::Direct => Box::new(TcpStream::connect(src).await.unwrap()),
+                Case::Tcp => {
+                    let mut s = TcpStream::connect(proxy_addr).await.unwrap();
+                    s.set_nodelay(true).unwrap();
+                    connect_via(&mut s, &source_target).await;
+                    Box::new(s)
+                }
+                Case::Stream => {
+                    let mut s = open_stream();
+                    connect_via(&mut s, &source_target).await;
+                    Box::new(s)
+                }
+            };
+            let (took, got) = pull(s).await;
+            assert_eq!(got, bytes, "the download was cut short");
+            gb[case as usize] = gbps(bytes, took);
+        }
+        let [d, t, st] = gb;
+        println!(
+            "  download round {}: direct {d:5.2} GB/s | CONNECT over TCP {t:5.2} GB/s, ratio {:.2} | over stream {st:5.2} GB/s, ratio {:.2}",
+            round + 1,
+            t / d,
+            st / d
+        );
+        down_direct.push(d);
+        down_tcp.push(t / d);
+        down_stream.push(st / d);
+    }
+    println!(
+        "  download: median direct {:5.2} GB/s; ratio to direct: CONNECT over TCP median {:.2} (rounds {}), over stream median {:.2} (rounds {})",
+        median(down_direct),
+        median(down_tcp.clone()),
+        range(&down_tcp),
+        median(down_stream.clone()),
+        range(&down_stream)
     );
 
     let request = b"GET / HTTP/1.1\r\nHost: http.bench.test\r\n\r\n";
