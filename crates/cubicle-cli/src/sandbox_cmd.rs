@@ -72,12 +72,9 @@ fn exec_in_one_shot_jail(args: ExecArgs) -> Result<ExitCode> {
     });
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(match outcome? {
-        Outcome::Exited(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Outcome::TimedOut => {
-            eprintln!("cubicle: the command timed out and was killed");
-            ExitCode::from(124)
-        }
-        Outcome::Interrupted(sig) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
+        Outcome::Exited(code) => status(code),
+        Outcome::TimedOut => timed_out(),
+        Outcome::Interrupted(sig) => status(128 + sig),
         Outcome::OverCap { cap_mib, used_mib } => {
             eprintln!(
                 "cubicle: the workspace is over its {cap_mib} MiB cap ({used_mib} MiB used); \
@@ -129,15 +126,25 @@ async fn exec(args: ExecArgs) -> Result<ExitCode> {
     let out = result?;
     let r = out.result;
     Ok(if r.timed_out {
-        eprintln!("cubicle: the command timed out and was killed");
-        ExitCode::from(124)
+        timed_out()
     } else if let Some(code) = r.code {
-        ExitCode::from(code.clamp(0, 255) as u8)
+        status(code)
     } else if let Some(sig) = r.signal {
-        ExitCode::from((128 + sig).clamp(0, 255) as u8)
+        status(128 + sig)
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A command's status as this process's exit status (a shell's 0–255).
+fn status(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Says the command timed out; the status `timeout(1)` uses.
+fn timed_out() -> ExitCode {
+    eprintln!("cubicle: the command timed out and was killed");
+    ExitCode::from(124)
 }
 
 /// A fresh scratch folder for a one-off cubicle.

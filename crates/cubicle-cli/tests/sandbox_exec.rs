@@ -6,7 +6,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cubicle_sandbox::jail::escape_suite::{self, Attack, Backend, Category, Fixtures};
@@ -215,27 +215,9 @@ fn nothing_is_left_behind_even_when_the_host_is_killed() {
         return;
     }
     let marker = format!("{}.{}", std::process::id(), 4242);
-    let mut child = cubicle()
-        .args(["sandbox", "exec", "--backend", "jail", "--", "sh", "-c"])
-        .arg(format!("echo up; exec sleep {marker}"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start_sleeper(&marker);
     let killed = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "up\n");
     assert!(processes_with(&marker) > 0, "the command is not running");
-    let session_cgroups = |pid: u32| {
-        ["pids", "memory"].map(|controller| {
-            Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join("cubicle")
-                .join(format!("s{pid}-0"))
-        })
-    };
     let orphaned: Vec<_> = session_cgroups(killed)
         .into_iter()
         .filter(|d| d.exists())
@@ -256,16 +238,11 @@ fn nothing_is_left_behind_even_when_the_host_is_killed() {
         .unwrap();
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
-    let scratch = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("cubicle-exec-{pid}-"))
-        })
-        .count();
-    assert_eq!(scratch, 0, "the scratch workspace was left behind");
+    assert_eq!(
+        scratch_left(pid),
+        0,
+        "the scratch workspace was left behind"
+    );
     for dir in session_cgroups(pid) {
         assert!(!dir.exists(), "{} was left behind", dir.display());
     }
@@ -283,18 +260,8 @@ fn a_host_asked_to_stop_ends_the_jail_and_cleans_up() {
     }
     for (signal, name) in [(15, "TERM"), (2, "INT")] {
         let marker = format!("{}.{signal}", std::process::id());
-        let mut child = cubicle()
-            .args(["sandbox", "exec", "--backend", "jail", "--", "sh", "-c"])
-            .arg(format!("echo up; exec sleep {marker}"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = start_sleeper(&marker);
         let pid = child.id();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "up\n");
         let sent = Command::new("kill")
             .args([format!("-{name}"), pid.to_string()])
             .status()
@@ -307,24 +274,12 @@ fn a_host_asked_to_stop_ends_the_jail_and_cleans_up() {
             0,
             "SIG{name}: the jail outlived its host"
         );
-        let scratch = std::fs::read_dir(std::env::temp_dir())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("cubicle-exec-{pid}-"))
-            })
-            .count();
         assert_eq!(
-            scratch, 0,
+            scratch_left(pid),
+            0,
             "SIG{name}: the scratch workspace was left behind"
         );
-        for controller in ["pids", "memory"] {
-            let dir = Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join("cubicle")
-                .join(format!("s{pid}-0"));
+        for dir in session_cgroups(pid) {
             assert!(
                 !dir.exists(),
                 "SIG{name}: {} was left behind",
@@ -332,6 +287,47 @@ fn a_host_asked_to_stop_ends_the_jail_and_cleans_up() {
             );
         }
     }
+}
+
+/// Starts `sleep MARKER` in a one-shot jail and returns once it runs.
+fn start_sleeper(marker: &str) -> Child {
+    let mut child = cubicle()
+        .args(["sandbox", "exec", "--backend", "jail", "--", "sh", "-c"])
+        .arg(format!("echo up; exec sleep {marker}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "up\n");
+    child
+}
+
+/// How many scratch workspaces the `cubicle` process `host` left in the
+/// temporary folder.
+fn scratch_left(host: u32) -> usize {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("cubicle-exec-{host}-"))
+        })
+        .count()
+}
+
+/// The session cgroups the `cubicle` process `host` makes for its jail
+/// (where it can: root, cgroup v1).
+fn session_cgroups(host: u32) -> [std::path::PathBuf; 2] {
+    ["pids", "memory"].map(|controller| {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join("cubicle")
+            .join(format!("s{host}-0"))
+    })
 }
 
 /// How many processes have `marker` in their command line.
@@ -347,7 +343,7 @@ fn processes_with(marker: &str) -> usize {
         .count()
 }
 
-fn wait_for(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {

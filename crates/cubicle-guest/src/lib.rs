@@ -17,7 +17,7 @@ mod server;
 mod tunnel;
 pub mod wire;
 
-pub use reap::open_pidfd;
+pub use reap::{open_pidfd, pidfd};
 pub use server::{ServeError, serve, serve_until};
 
 /// Marks every inherited file descriptor above stderr close-on-exec, so

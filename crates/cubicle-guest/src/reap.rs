@@ -178,10 +178,11 @@ async fn wait_pidfd(
     }
 }
 
-/// A pidfd for our child `pid` (`pidfd_open(2)`, Linux 5.3), registered
-/// with the tokio reactor: it turns readable once the process has ended. The
-/// pid cannot be reused while the child is unreaped. Needs a runtime.
-pub fn open_pidfd(pid: libc::pid_t) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+/// A pidfd for our child `pid` (`pidfd_open(2)`, Linux 5.3): it turns
+/// readable once the process has ended. The pid cannot be reused while the
+/// child is unreaped. Needs no runtime; see [`open_pidfd`] for one
+/// registered with tokio's reactor.
+pub fn pidfd(pid: libc::pid_t) -> io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd as _;
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
     // or -1; it touches no memory of ours.
@@ -192,7 +193,12 @@ pub fn open_pidfd(pid: libc::pid_t) -> io::Result<tokio::io::unix::AsyncFd<std::
     let fd = i32::try_from(rc).map_err(io::Error::other)?;
     // SAFETY: `fd` was just returned by the kernel and is owned by no one
     // else.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// A [`pidfd`] registered with the tokio reactor. Needs a runtime.
+pub fn open_pidfd(pid: libc::pid_t) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    let fd = pidfd(pid)?;
     // SAFETY: the `OwnedFd` owns the pidfd and is moved into the `AsyncFd`,
     // which keeps it open, unchanged, until it is dropped.
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::config::{GrantSpec, JailConfig, LaunchSpec};
-use super::init::{ERROR_PREFIX, HANDOFF_LEN, parse_handoff};
+use super::init::{HANDOFF_LEN, launcher_message, parse_handoff};
 use super::limits;
 use super::pid1::Pid1;
 use crate::computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};
@@ -376,12 +376,9 @@ async fn forward_stderr(
 ) {
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(msg) = line.strip_prefix(ERROR_PREFIX) {
-            let msg = msg.trim().to_owned();
-            if !msg.starts_with("warning:")
-                && let Ok(mut slot) = setup_error.lock()
-            {
-                slot.get_or_insert(msg.clone());
+        if let Some((msg, warning)) = launcher_message(&line) {
+            if !warning && let Ok(mut slot) = setup_error.lock() {
+                slot.get_or_insert(msg.to_owned());
             }
             tracing::warn!(target: "cubicle::jail", "{msg}");
         } else {

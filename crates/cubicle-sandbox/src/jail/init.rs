@@ -25,6 +25,22 @@ use super::{landlock, limits, mounts, namespaces, seccomp};
 /// Prefix of every line the launcher writes to stderr.
 pub const ERROR_PREFIX: &str = "cubicle-jail:";
 
+/// What follows [`ERROR_PREFIX`] on a line that only warns: the host logs
+/// it but does not take it for the reason a start failed.
+const WARNING: &str = "warning:";
+
+/// Prints a warning line (see [`WARNING`]).
+pub(super) fn warn(message: std::fmt::Arguments<'_>) {
+    eprintln!("{ERROR_PREFIX} {WARNING} {message}");
+}
+
+/// The message of a line the launcher or PID 1 printed (the text after
+/// [`ERROR_PREFIX`]) and whether it only warns; `None` for any other line.
+pub(super) fn launcher_message(line: &str) -> Option<(&str, bool)> {
+    let message = line.strip_prefix(ERROR_PREFIX)?.trim();
+    Some((message, message.starts_with(WARNING)))
+}
+
 /// Exit status of a launcher that could not set the jail up.
 pub const SETUP_FAILED: i32 = 125;
 
@@ -224,14 +240,21 @@ fn check_host(spec: &LaunchSpec, ready: OwnedFd) -> Result<(), InitError> {
 /// checks that `parent` is still the parent: had it died before the request,
 /// no signal would ever come.
 fn die_with_parent(parent: u32) -> Result<(), InitError> {
-    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-        .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
+    die_with_parent_process()?;
     if u32::try_from(sys::parent_pid()).ok() != Some(parent) {
         return Err(InitError::new(
             "the process that started the launcher has already exited",
         ));
     }
     Ok(())
+}
+
+/// Asks for `SIGKILL` when the parent process dies (`PR_SET_PDEATHSIG`).
+/// The callers check that the parent was still there when they asked.
+fn die_with_parent_process() -> Result<(), InitError> {
+    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+        .map(drop)
+        .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))
 }
 
 /// PID 1 of the jail: the rest of step 2, steps 3–8 on itself, then step 9:
@@ -241,8 +264,7 @@ fn pid1(spec: &LaunchSpec, ready: BorrowedFd<'_>, go: BorrowedFd<'_>) -> Result<
     // take the whole jail down, since the kernel kills every process of a
     // PID namespace when its PID 1 dies. The request survives the `execve`
     // below: it changes no credentials.
-    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-        .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
+    die_with_parent_process()?;
     // The launcher now checks that the host is still there and tells it who
     // we are, while we build the jail.
     sys::write_all(ready.as_raw_fd(), &[1])
@@ -306,8 +328,7 @@ pub(super) fn one_shot_pid1(
     start: &OneShotStart<'_>,
     command: &super::oneshot::Command,
 ) -> Result<i32, InitError> {
-    sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
-        .map_err(|e| InitError::new(format!("cannot set the parent-death signal: {e}")))?;
+    die_with_parent_process()?;
     // Had the host died before the request, no signal would ever come.
     // (`getppid` cannot tell: PID 1's parent is outside its namespace.)
     if sys::hung_up(start.host_alive) {
@@ -335,10 +356,10 @@ pub(super) fn one_shot_pid1(
 /// nothing caps its processes (`RLIMIT_NPROC` does not apply to uid 0).
 pub(super) fn warn_if_root_without_pids(cgroups: &[std::path::PathBuf]) {
     if sys::ids().0 == 0 && !limits::has_pids_cgroup(cgroups) {
-        eprintln!(
-            "{ERROR_PREFIX} warning: started as root without a pids cgroup: the process \
-             limit is not enforced (RLIMIT_NPROC does not apply to host uid 0)"
-        );
+        warn(format_args!(
+            "started as root without a pids cgroup: the process limit is not enforced \
+             (RLIMIT_NPROC does not apply to host uid 0)"
+        ));
     }
 }
 

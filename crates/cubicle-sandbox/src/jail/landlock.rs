@@ -36,10 +36,10 @@ pub fn restrict(spec: &LaunchSpec) -> Result<(), InitError> {
         RulesetStatus::PartiallyEnforced | RulesetStatus::NotEnforced
             if spec.dangerously_allow_no_landlock =>
         {
-            eprintln!(
-                "cubicle-jail: warning: landlock is not fully enforced ({status:?}); \
-                 running anyway because of --dangerously-allow-no-landlock"
-            );
+            super::init::warn(format_args!(
+                "landlock is not fully enforced ({status:?}); running anyway because of \
+                 --dangerously-allow-no-landlock"
+            ));
             Ok(())
         }
         RulesetStatus::PartiallyEnforced | RulesetStatus::NotEnforced => {

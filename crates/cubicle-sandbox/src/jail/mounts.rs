@@ -370,14 +370,17 @@ fn place(root: &Path, rel: &Path, source: &Source, mode: Bind) -> Result<(), Ini
 /// belongs to a more privileged namespace) must be repeated in the remount,
 /// or the kernel refuses it.
 fn bind_fd(fd: &File, target: &Path, extra: libc::c_ulong) -> std::io::Result<()> {
-    let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    bind_path(&src, target, extra)
+    bind_path(&fd_path(fd), target, extra)
 }
 
 /// Binds the file behind `fd` with the flags of its source mount.
 fn bind_plain(fd: &File, target: &Path) -> std::io::Result<()> {
-    let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    sys::mount(Some(&src), target, None, libc::MS_BIND, None)
+    sys::mount(Some(&fd_path(fd)), target, None, libc::MS_BIND, None)
+}
+
+/// The path that names the file behind `fd`, as a mount source.
+fn fd_path(fd: &File) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 fn bind_path(src: &Path, target: &Path, extra: libc::c_ulong) -> std::io::Result<()> {
@@ -493,7 +496,7 @@ fn mount_dev(root: &Path, devices: &[(&str, File)], shm_bytes: u64) -> Result<()
         Some("newinstance,ptmxmode=0666,mode=0620"),
     ) {
         Ok(()) => symlink("pts/ptmx", dev.join("ptmx")).map_err(io_fail("create /dev/ptmx"))?,
-        Err(e) => eprintln!("cubicle-jail: warning: no /dev/pts: {}", errno_name(&e)),
+        Err(e) => super::init::warn(format_args!("no /dev/pts: {}", errno_name(&e))),
     }
     let shm = dev.join("shm");
     mkdir(&shm)?;

@@ -46,7 +46,7 @@ use super::computer::{
     CAP_INTERVAL, CAP_PASS_ENTRIES, Prepared, SpecParts, WORKSPACE, WorkspaceCap, base_env, prepare,
 };
 use super::config::Limits;
-use super::init::{ERROR_PREFIX, InitError, SETUP_FAILED, check_single_threaded};
+use super::init::{ERROR_PREFIX, InitError, SETUP_FAILED, check_single_threaded, launcher_message};
 use super::namespaces::errno_name;
 use super::sys::{self, Exit, Forked};
 use super::{init, limits, namespaces};
@@ -294,13 +294,11 @@ impl Jail {
         // PID 1 says the command started once the jail is built; the pipe
         // ends without a word when it failed.
         if !matches!(sys::read_byte(started.as_fd()), Ok(Some(_))) {
-            let _ = sys::kill(pid1, libc::SIGKILL);
-            let _ = sys::waitpid(pid1);
-            self.pid1 = None;
+            self.kill_and_reap();
             // Every writer of the stderr pipe is gone: it ends.
             return Err(setup_error(&drain(err.as_fd())));
         }
-        let pidfd = sys::pidfd_open(pid1).ok();
+        let pidfd = cubicle_guest::pidfd(pid1).ok();
         let mut relay = [Some((out, 1)), Some((err, 2))];
         let deadline = config.timeout.map(|t| Instant::now() + t);
         let cap = config
@@ -339,20 +337,20 @@ impl Jail {
                     *slot = None;
                 }
             }
+            // Once the jail is ending, a further stop signal stays pending:
+            // it acts when the mask is restored.
             if ended_by.is_none()
                 && let Some(sig) = sys::read_signal(signals.as_fd())
             {
-                ended_by = Some(Outcome::Interrupted(sig));
-                let _ = sys::kill(pid1, libc::SIGKILL);
+                end(&mut ended_by, pid1, Outcome::Interrupted(sig));
             }
             if let Some(exit) = sys::try_waitpid(pid1)? {
                 self.pid1 = None;
                 break exit;
             }
             let now = Instant::now();
-            if ended_by.is_none() && deadline.is_some_and(|d| now >= d) {
-                ended_by = Some(Outcome::TimedOut);
-                let _ = sys::kill(pid1, libc::SIGKILL);
+            if deadline.is_some_and(|d| now >= d) {
+                end(&mut ended_by, pid1, Outcome::TimedOut);
             }
             if now >= next_measure {
                 next_measure = now + CAP_INTERVAL;
@@ -360,11 +358,11 @@ impl Jail {
                     && ended_by.is_none()
                     && cap.pass(CAP_PASS_ENTRIES)
                 {
-                    ended_by = Some(Outcome::OverCap {
+                    let over = Outcome::OverCap {
                         cap_mib: bytes.div_ceil(1 << 20),
                         used_mib: cap.state().used.div_ceil(1 << 20),
-                    });
-                    let _ = sys::kill(pid1, libc::SIGKILL);
+                    };
+                    end(&mut ended_by, pid1, over);
                 }
             }
         };
@@ -382,12 +380,28 @@ impl Jail {
     }
 }
 
-impl Drop for Jail {
-    fn drop(&mut self) {
+impl Jail {
+    /// Kills PID 1, and so every process of the jail, and reaps it.
+    fn kill_and_reap(&mut self) {
         if let Some(pid) = self.pid1.take() {
             let _ = sys::kill(pid, libc::SIGKILL);
             let _ = sys::waitpid(pid);
         }
+    }
+}
+
+/// Ends the jail early for `why` (the first reason given is kept): kills
+/// PID 1, which the wait loop then reaps.
+fn end(ended_by: &mut Option<Outcome>, pid1: libc::pid_t, why: Outcome) {
+    if ended_by.is_none() {
+        *ended_by = Some(why);
+        let _ = sys::kill(pid1, libc::SIGKILL);
+    }
+}
+
+impl Drop for Jail {
+    fn drop(&mut self) {
+        self.kill_and_reap();
         limits::remove_cgroup(&self.cgroup);
         // A stop signal that came in the meantime is acted on now (the
         // caller's scratch files are its own to clean up first).
@@ -417,14 +431,12 @@ fn drain(fd: BorrowedFd<'_>) -> String {
 
 /// The launcher's or PID 1's reason, from what they printed.
 fn setup_error(stderr: &str) -> SandboxError {
-    let reasons: Vec<&str> = stderr
+    let reason = stderr
         .lines()
-        .filter_map(|l| l.strip_prefix(ERROR_PREFIX))
-        .map(str::trim)
-        .filter(|l| !l.starts_with("warning:"))
-        .collect();
-    SandboxError::Start(match reasons.first() {
-        Some(reason) => (*reason).to_owned(),
+        .filter_map(launcher_message)
+        .find_map(|(message, warning)| (!warning).then_some(message));
+    SandboxError::Start(match reason {
+        Some(reason) => reason.to_owned(),
         None if stderr.trim().is_empty() => "the jail ended before its command started".to_owned(),
         None => format!(
             "the jail ended before its command started: {}",

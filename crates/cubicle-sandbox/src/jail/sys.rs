@@ -192,21 +192,8 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Reads one byte from `fd`, retrying on `EINTR`; `None` at end of file.
 pub fn read_byte(fd: BorrowedFd<'_>) -> io::Result<Option<u8>> {
-    let mut byte = 0u8;
-    loop {
-        // SAFETY: `byte` is a valid one-byte buffer for the call.
-        let rc = unsafe { libc::read(fd.as_raw_fd(), (&raw mut byte).cast(), 1) };
-        match rc {
-            1 => return Ok(Some(byte)),
-            0 => return Ok(None),
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-        }
-    }
+    let mut byte = [0u8; 1];
+    Ok((read(fd, &mut byte)? == 1).then_some(byte[0]))
 }
 
 /// Writes all of `bytes` to the raw descriptor `fd` (no buffering), retrying
@@ -246,10 +233,16 @@ pub fn parent_pid() -> libc::pid_t {
 /// `waitpid(pid, WNOHANG)`: how our child `pid` ended, or `None` while it
 /// runs. Retries on `EINTR`.
 pub fn try_waitpid(pid: libc::pid_t) -> io::Result<Option<Exit>> {
+    Ok(wait(pid, libc::WNOHANG)?.map(|(_, exit)| exit))
+}
+
+/// `waitpid(pid, flags)`, retrying on `EINTR`: the pid reaped and how it
+/// ended, or `None` when `WNOHANG` found nothing ended yet.
+fn wait(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<(libc::pid_t, Exit)>> {
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: `status` is a valid out-pointer for the call.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
         match rc {
             0 => return Ok(None),
             -1 => {
@@ -258,7 +251,7 @@ pub fn try_waitpid(pid: libc::pid_t) -> io::Result<Option<Exit>> {
                     return Err(err);
                 }
             }
-            _ => return Ok(Some(decode_status(status))),
+            _ => return Ok(Some((rc, decode_status(status)))),
         }
     }
 }
@@ -283,19 +276,7 @@ pub enum Exit {
 /// `waitpid(pid, 0)`, retrying on `EINTR`; `pid` -1 waits for any child.
 /// Returns the pid reaped and how it ended (stops are not requested).
 pub fn waitpid(pid: libc::pid_t) -> io::Result<(libc::pid_t, Exit)> {
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: `status` is a valid out-pointer for the call.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == -1 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        return Ok((rc, decode_status(status)));
-    }
+    wait(pid, 0)?.ok_or_else(|| io::Error::other("waitpid returned no child"))
 }
 
 /// `execve(2)` with an explicit (usually empty) environment. Returns only on
@@ -475,20 +456,6 @@ pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
-/// `pidfd_open(pid)` (Linux 5.3): a descriptor that turns readable when
-/// `pid`, our child, ends.
-pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags; it touches no memory.
-    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = libc::c_int::try_from(rc).map_err(io::Error::other)?;
-    // SAFETY: `fd` was just returned by the kernel and belongs to no one
-    // else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// `poll(2)` on `fds` for readability, for at most `timeout` (`None`:
 /// forever); retried on `EINTR` without adjusting the timeout. Returns
 /// which were readable, hung up or in error, in the order given.
@@ -496,6 +463,15 @@ pub fn poll_readable(
     fds: &[BorrowedFd<'_>],
     timeout: Option<std::time::Duration>,
 ) -> io::Result<Vec<bool>> {
+    let ms = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_millis().max(1)).unwrap_or(libc::c_int::MAX)
+    });
+    Ok(poll_in(fds, ms)?.into_iter().map(|r| r != 0).collect())
+}
+
+/// `poll(2)` for `POLLIN` on `fds` for `ms` milliseconds (-1: forever),
+/// retried on `EINTR`; each descriptor's returned events.
+fn poll_in(fds: &[BorrowedFd<'_>], ms: libc::c_int) -> io::Result<Vec<libc::c_short>> {
     let mut polls: Vec<libc::pollfd> = fds
         .iter()
         .map(|fd| libc::pollfd {
@@ -504,15 +480,12 @@ pub fn poll_readable(
             revents: 0,
         })
         .collect();
-    let ms = timeout.map_or(-1, |t| {
-        libc::c_int::try_from(t.as_millis().max(1)).unwrap_or(libc::c_int::MAX)
-    });
     loop {
         let n = libc::nfds_t::try_from(polls.len()).map_err(io::Error::other)?;
         // SAFETY: `polls` is a valid array of `n` pollfd structures.
         let rc = unsafe { libc::poll(polls.as_mut_ptr(), n, ms) };
         if rc >= 0 {
-            return Ok(polls.iter().map(|p| p.revents != 0).collect());
+            return Ok(polls.iter().map(|p| p.revents).collect());
         }
         let err = io::Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
@@ -545,14 +518,7 @@ pub fn chdir(path: &CStr) -> io::Result<()> {
 /// Whether every writer of the pipe whose read end is `fd` has closed it
 /// (asked without waiting).
 pub fn hung_up(fd: BorrowedFd<'_>) -> bool {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `poll` is one valid pollfd structure.
-    let rc = unsafe { libc::poll(&mut poll, 1, 0) };
-    rc > 0 && poll.revents & libc::POLLHUP != 0
+    poll_in(&[fd], 0).is_ok_and(|r| r.first().is_some_and(|e| e & libc::POLLHUP != 0))
 }
 
 /// Signals blocked in this process, to be read from a [`signalfd`] instead
