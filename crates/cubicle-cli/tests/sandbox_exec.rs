@@ -215,7 +215,9 @@ fn nothing_is_left_behind_even_when_the_host_is_killed() {
         return;
     }
     let marker = format!("{}.{}", std::process::id(), 4242);
-    let mut child = start_sleeper(&marker);
+    // The killed host's scratch folder stays behind; it goes with this.
+    let killed_tmp = tempfile::tempdir().unwrap();
+    let mut child = start_sleeper(&marker, killed_tmp.path());
     let killed = child.id();
     assert!(processes_with(&marker) > 0, "the command is not running");
     let orphaned: Vec<_> = session_cgroups(killed)
@@ -232,14 +234,16 @@ fn nothing_is_left_behind_even_when_the_host_is_killed() {
     }
     assert_eq!(processes_with(&marker), 0, "the jail outlived its host");
     // A normal run removes its scratch workspace and its cgroup.
+    let tmp = tempfile::tempdir().unwrap();
     let child = cubicle()
+        .env("TMPDIR", tmp.path())
         .args(["sandbox", "exec", "--backend", "jail", "--", "true"])
         .spawn()
         .unwrap();
     let pid = child.id();
     assert!(child.wait_with_output().unwrap().status.success());
     assert_eq!(
-        scratch_left(pid),
+        scratch_left(tmp.path()),
         0,
         "the scratch workspace was left behind"
     );
@@ -260,7 +264,8 @@ fn a_host_asked_to_stop_ends_the_jail_and_cleans_up() {
     }
     for (signal, name) in [(15, "TERM"), (2, "INT")] {
         let marker = format!("{}.{signal}", std::process::id());
-        let mut child = start_sleeper(&marker);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = start_sleeper(&marker, tmp.path());
         let pid = child.id();
         let sent = Command::new("kill")
             .args([format!("-{name}"), pid.to_string()])
@@ -275,7 +280,7 @@ fn a_host_asked_to_stop_ends_the_jail_and_cleans_up() {
             "SIG{name}: the jail outlived its host"
         );
         assert_eq!(
-            scratch_left(pid),
+            scratch_left(tmp.path()),
             0,
             "SIG{name}: the scratch workspace was left behind"
         );
@@ -289,9 +294,11 @@ fn a_host_asked_to_stop_ends_the_jail_and_cleans_up() {
     }
 }
 
-/// Starts `sleep MARKER` in a one-shot jail and returns once it runs.
-fn start_sleeper(marker: &str) -> Child {
+/// Starts `sleep MARKER` in a one-shot jail, its scratch folder in `tmp`,
+/// and returns once it runs.
+fn start_sleeper(marker: &str, tmp: &Path) -> Child {
     let mut child = cubicle()
+        .env("TMPDIR", tmp)
         .args(["sandbox", "exec", "--backend", "jail", "--", "sh", "-c"])
         .arg(format!("echo up; exec sleep {marker}"))
         .stdout(Stdio::piped())
@@ -305,17 +312,15 @@ fn start_sleeper(marker: &str) -> Child {
     child
 }
 
-/// How many scratch workspaces the `cubicle` process `host` left in the
-/// temporary folder.
-fn scratch_left(host: u32) -> usize {
-    std::fs::read_dir(std::env::temp_dir())
+/// How many scratch workspaces are left in `tmp`, the temporary folder of
+/// the `cubicle` processes a test started. (A folder of its own: matching
+/// on the host's pid in the shared one finds an earlier, killed host's
+/// folder once pids wrap, which they do here at 32768.)
+fn scratch_left(tmp: &Path) -> usize {
+    std::fs::read_dir(tmp)
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("cubicle-exec-{host}-"))
-        })
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cubicle-exec-"))
         .count()
 }
 
