@@ -157,9 +157,12 @@ fn sweep_stale(parent: &Path) {
 }
 
 /// The second half of [`enter_cgroup`], in the process to move (its
-/// only thread): joins each of `dirs`; returns whether all were joined.
-pub fn join_cgroups(dirs: &[PathBuf]) -> bool {
-    dirs.iter().all(|dir| join(dir))
+/// only thread): joins each of `dirs`. One that cannot be joined leaves its
+/// limit to the rlimits; the others still apply.
+pub fn join_cgroups(dirs: &[PathBuf]) {
+    for dir in dirs {
+        join(dir);
+    }
 }
 
 /// Whether `dirs` hold a `pids` cgroup: without one, the kernel does not
