@@ -318,6 +318,25 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
         let _on_proxy_runtime = proxy_rt.enter();
         proxy.open_stream()
     };
+    // A connection to `server` the way `case` makes it: straight there, or
+    // a tunnel to `target` through the proxy over TCP or the stream.
+    let open = async |case: Case, server: SocketAddr, target: &str| -> Box<dyn Io> {
+        let s: Box<dyn Io> = match case {
+            Case::Direct => Box::new(TcpStream::connect(server).await.unwrap()),
+            Case::Tcp => {
+                let mut s = TcpStream::connect(proxy_addr).await.unwrap();
+                s.set_nodelay(true).unwrap();
+                connect_via(&mut s, target).await;
+                Box::new(s)
+            }
+            Case::Stream => {
+                let mut s = open_stream();
+                connect_via(&mut s, target).await;
+                Box::new(s)
+            }
+        };
+        s
+    };
     let sink_target = format!("sink.bench.test:{}", sink.port());
 
     // Warm-up so that the first measured run does not pay for page faults.
@@ -344,20 +363,7 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
         let mut proxy_cpu = [Duration::ZERO; 3];
         for i in 0..CASES.len() {
             let case = CASES[(round + i) % CASES.len()];
-            let s: Box<dyn Io> = match case {
-                Case::Direct => Box::new(TcpStream::connect(sink).await.unwrap()),
-                Case::Tcp => {
-                    let mut s = TcpStream::connect(proxy_addr).await.unwrap();
-                    s.set_nodelay(true).unwrap();
-                    connect_via(&mut s, &sink_target).await;
-                    Box::new(s)
-                }
-                Case::Stream => {
-                    let mut s = open_stream();
-                    connect_via(&mut s, &sink_target).await;
-                    Box::new(s)
-                }
-            };
+            let s = open(case, sink, &sink_target).await;
             let cpu_before = cpu_time();
             let proxy_before = proxy_cpu_time();
             took[case as usize] = push(s, bytes).await;
@@ -428,20 +434,7 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
         let mut gb = [0f64; 3];
         for i in 0..CASES.len() {
             let case = CASES[(round + i) % CASES.len()];
-            let s: Box<dyn Io> = match case {
-                Case::Direct => Box::new(TcpStream::connect(src).await.unwrap()),
-                Case::Tcp => {
-                    let mut s = TcpStream::connect(proxy_addr).await.unwrap();
-                    s.set_nodelay(true).unwrap();
-                    connect_via(&mut s, &source_target).await;
-                    Box::new(s)
-                }
-                Case::Stream => {
-                    let mut s = open_stream();
-                    connect_via(&mut s, &source_target).await;
-                    Box::new(s)
-                }
-            };
+            let s = open(case, src, &source_target).await;
             let (took, got) = pull(s).await;
             assert_eq!(got, bytes, "the download was cut short");
             gb[case as usize] = gbps(bytes, took);
