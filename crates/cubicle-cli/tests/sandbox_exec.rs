@@ -199,11 +199,7 @@ fn a_reader_that_goes_away_stops_the_writer() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "y\n");
+    assert_eq!(first_line(&mut child), "y\n");
     // The reader is dropped: `yes` must end by SIGPIPE, not run forever.
     let status = wait_for(&mut child, Duration::from_secs(60));
     assert!(status.is_some(), "the command kept running");
@@ -304,12 +300,17 @@ fn start_sleeper(marker: &str, tmp: &Path) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    assert_eq!(first_line(&mut child), "up\n");
+    child
+}
+
+/// The first line `child` prints; its stdout is closed after.
+fn first_line(child: &mut Child) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert_eq!(line, "up\n");
-    child
+    line
 }
 
 /// How many scratch workspaces are left in `tmp`, the temporary folder of
