@@ -3,7 +3,12 @@
 //! in-memory `open_stream` the sandbox uses) versus straight to the sink
 //! (uploads, with CPU time) and from a source server (downloads), the
 //! CPU time each costs per GB, and the added latency per small request (p50
-//! over 1000). The proxy runs on its own runtime, as it would in its own
+//! over 1000). Two decision-free relays run beside them as the floor for any
+//! TCP hop on the machine: blocking threads copying with read and write, and
+//! (Linux) the same moving pages with splice. On a machine with few cores the
+//! client, the proxy and the server share them, and even these relays fall
+//! well short of direct; the proxy's TCP listener is reported against them
+//! too. The proxy runs on its own runtime, as it would in its own
 //! process; the client and the sink share another. Throughput is measured in
 //! rounds, each running every case once in a rotating order, and each round's
 //! ratio is against that round's direct run, so that a neighbour's load on a
@@ -255,9 +260,213 @@ enum Case {
     Direct,
     Tcp,
     Stream,
+    /// The floor for any TCP proxy: a fixed-target relay that makes no
+    /// decision, two blocking threads per connection copying with read and
+    /// write (plain), or moving pages with splice (Linux).
+    Relay(RelayMode),
 }
 
-const CASES: [Case; 3] = [Case::Direct, Case::Tcp, Case::Stream];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RelayMode {
+    Copy,
+    #[cfg(target_os = "linux")]
+    Splice,
+}
+
+#[cfg(target_os = "linux")]
+const CASES: [Case; 5] = [
+    Case::Direct,
+    Case::Tcp,
+    Case::Stream,
+    Case::Relay(RelayMode::Copy),
+    Case::Relay(RelayMode::Splice),
+];
+#[cfg(not(target_os = "linux"))]
+const CASES: [Case; 4] = [
+    Case::Direct,
+    Case::Tcp,
+    Case::Stream,
+    Case::Relay(RelayMode::Copy),
+];
+
+impl Case {
+    fn label(self) -> &'static str {
+        match self {
+            Case::Direct => "direct",
+            Case::Tcp => "CONNECT over TCP",
+            Case::Stream => "CONNECT over stream",
+            Case::Relay(RelayMode::Copy) => "relay, read/write",
+            #[cfg(target_os = "linux")]
+            Case::Relay(RelayMode::Splice) => "relay, splice",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Case::Direct => 0,
+            Case::Tcp => 1,
+            Case::Stream => 2,
+            Case::Relay(RelayMode::Copy) => 3,
+            #[cfg(target_os = "linux")]
+            Case::Relay(RelayMode::Splice) => 4,
+        }
+    }
+}
+
+/// A relay on its own threads (as a separate process would be) that forwards
+/// every connection to `target`, in both directions, until each side ends.
+fn relay(target: SocketAddr, mode: RelayMode) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in l.incoming() {
+            let Ok(client) = client else { break };
+            let upstream = std::net::TcpStream::connect(target).unwrap();
+            for (from, to) in [
+                (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                (upstream, client),
+            ] {
+                std::thread::spawn(move || {
+                    match mode {
+                        RelayMode::Copy => copy_plain(&from, &to),
+                        #[cfg(target_os = "linux")]
+                        RelayMode::Splice => copy_splice(&from, &to),
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    addr
+}
+
+fn copy_plain(mut from: &std::net::TcpStream, mut to: &std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; CHUNK];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn copy_splice(from: &std::net::TcpStream, to: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    const PIPE: usize = 1 << 20;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    let [r, w] = fds;
+    // SAFETY: `w` is the pipe just made; a refused size keeps the default.
+    unsafe { libc::fcntl(w, libc::F_SETPIPE_SZ, PIPE as libc::c_int) };
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_MORE;
+    'copy: loop {
+        // SAFETY: plain descriptors owned by this thread's streams and pipe;
+        // null offsets, as sockets and pipes have none.
+        let mut n = unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                w,
+                std::ptr::null_mut(),
+                PIPE,
+                flags,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        while n > 0 {
+            // SAFETY: as above.
+            let m = unsafe {
+                libc::splice(
+                    r,
+                    std::ptr::null_mut(),
+                    to.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    n as usize,
+                    flags,
+                )
+            };
+            if m <= 0 {
+                break 'copy;
+            }
+            n -= m;
+        }
+    }
+    // SAFETY: the pipe's descriptors, closed once.
+    unsafe {
+        libc::close(r);
+        libc::close(w);
+    }
+}
+
+const N: usize = CASES.len();
+
+/// Throughput per case, one entry per round, and its ratio to that round's
+/// direct run.
+#[derive(Default)]
+struct Rates {
+    gbps: [Vec<f64>; N],
+    ratio: [Vec<f64>; N],
+}
+
+impl Rates {
+    /// Keeps one round's rates (indexed by [`Case::index`]) and prints them.
+    fn record(&mut self, round: &str, rate: [f64; N]) {
+        let direct = rate[Case::Direct.index()];
+        let mut line = format!("  {round}: direct {direct:5.2} GB/s");
+        for case in CASES {
+            let i = case.index();
+            if case != Case::Direct {
+                line += &format!(
+                    " | {} {:5.2}, ratio {:.2}",
+                    case.label(),
+                    rate[i],
+                    rate[i] / direct
+                );
+            }
+            self.gbps[i].push(rate[i]);
+            self.ratio[i].push(rate[i] / direct);
+        }
+        println!("{line}");
+    }
+
+    /// Prints each case's median rate and ratio, with the rounds' range.
+    fn summary(&self, prefix: &str) {
+        println!(
+            "  {prefix} {:<21} {:5.2} GB/s",
+            Case::Direct.label(),
+            median(self.gbps[Case::Direct.index()].clone())
+        );
+        for case in CASES.into_iter().filter(|&c| c != Case::Direct) {
+            let i = case.index();
+            let (lo, hi) = (
+                self.ratio[i].iter().copied().fold(f64::INFINITY, f64::min),
+                self.ratio[i]
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max),
+            );
+            println!(
+                "  {prefix} {:<21} {:5.2} GB/s  ratio to direct: median {:.2} (rounds {lo:.2}–{hi:.2})",
+                case.label(),
+                median(self.gbps[i].clone()),
+                median(self.ratio[i].clone()),
+            );
+        }
+    }
+
+    /// The best median ratio to direct among the decision-free relays.
+    fn best_relay(&self) -> f64 {
+        CASES
+            .iter()
+            .filter(|c| matches!(c, Case::Relay(_)))
+            .map(|c| median(self.ratio[c.index()].clone()))
+            .fold(0f64, f64::max)
+    }
+}
 
 fn main() {
     let client_rt = tokio::runtime::Builder::new_multi_thread()
@@ -318,8 +527,26 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
         let _on_proxy_runtime = proxy_rt.enter();
         proxy.open_stream()
     };
-    // A connection to `server` the way `case` makes it: straight there, or
-    // a tunnel to `target` through the proxy over TCP or the stream.
+    // The relays: one per server and mode, each bound to its server.
+    let relays: Vec<(SocketAddr, RelayMode, SocketAddr)> = [sink, src]
+        .into_iter()
+        .flat_map(|server| {
+            CASES.into_iter().filter_map(move |case| match case {
+                Case::Relay(mode) => Some((server, mode, relay(server, mode))),
+                _ => None,
+            })
+        })
+        .collect();
+    let relay_for = |server: SocketAddr, mode: RelayMode| {
+        relays
+            .iter()
+            .find(|&&(s, m, _)| s == server && m == mode)
+            .map(|&(_, _, relay)| relay)
+            .unwrap()
+    };
+    // A connection to `server` the way `case` makes it: straight there, a
+    // tunnel to `target` through the proxy over TCP or the stream, or through
+    // a relay.
     let open = async |case: Case, server: SocketAddr, target: &str| -> Box<dyn Io> {
         let s: Box<dyn Io> = match case {
             Case::Direct => Box::new(TcpStream::connect(server).await.unwrap()),
@@ -334,6 +561,9 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
                 connect_via(&mut s, target).await;
                 Box::new(s)
             }
+            Case::Relay(mode) => {
+                Box::new(TcpStream::connect(relay_for(server, mode)).await.unwrap())
+            }
         };
         s
     };
@@ -347,116 +577,70 @@ async fn run(proxy_rt: tokio::runtime::Handle) {
         "throughput, {:.2} GiB per case, {rounds} rounds:",
         bytes as f64 / (1u64 << 30) as f64
     );
-    let mut direct_gbps = Vec::new();
-    let mut tcp_gbps = Vec::new();
-    let mut stream_gbps = Vec::new();
-    let mut tcp_ratio = Vec::new();
-    let mut cpu_direct = Vec::new();
-    let mut cpu_tcp = Vec::new();
-    let mut cpu_stream = Vec::new();
-    let mut proxy_cpu_tcp = Vec::new();
-    let mut proxy_cpu_stream = Vec::new();
-    let mut stream_ratio = Vec::new();
+    // Per case, one entry per round.
+    let mut up = Rates::default();
+    let mut up_cpu: [Vec<f64>; N] = Default::default();
+    let mut up_proxy_cpu: [Vec<f64>; N] = Default::default();
     for round in 0..rounds {
-        let mut took = [Duration::ZERO; 3];
-        let mut cpu = [Duration::ZERO; 3];
-        let mut proxy_cpu = [Duration::ZERO; 3];
-        for i in 0..CASES.len() {
-            let case = CASES[(round + i) % CASES.len()];
+        let mut took = [Duration::ZERO; N];
+        let mut cpu = [Duration::ZERO; N];
+        let mut proxy_cpu = [Duration::ZERO; N];
+        for i in 0..N {
+            let case = CASES[(round + i) % N];
             let s = open(case, sink, &sink_target).await;
             let cpu_before = cpu_time();
             let proxy_before = proxy_cpu_time();
-            took[case as usize] = push(s, bytes).await;
-            cpu[case as usize] = cpu_time() - cpu_before;
-            proxy_cpu[case as usize] = proxy_cpu_time().saturating_sub(proxy_before);
+            took[case.index()] = push(s, bytes).await;
+            cpu[case.index()] = cpu_time() - cpu_before;
+            proxy_cpu[case.index()] = proxy_cpu_time().saturating_sub(proxy_before);
         }
-        let [direct, tcp, stream] = took;
-        let (d, t, s) = (gbps(bytes, direct), gbps(bytes, tcp), gbps(bytes, stream));
         let per_gb = |c: Duration| c.as_secs_f64() * 1e9 / bytes as f64;
-        let [cd, ct, cs] = cpu.map(per_gb);
-        let [_, pt, ps] = proxy_cpu.map(per_gb);
-        println!(
-            "  round {}: direct {d:5.2} GB/s | CONNECT over TCP {t:5.2} GB/s, ratio {:.2} | over stream {s:5.2} GB/s, ratio {:.2} | CPU s/GB {cd:.2} / {ct:.2} / {cs:.2}, proxy's {pt:.2} / {ps:.2}",
-            round + 1,
-            t / d,
-            s / d
+        up.record(
+            &format!("round {}", round + 1),
+            took.map(|t| gbps(bytes, t)),
         );
-        cpu_direct.push(cd);
-        cpu_tcp.push(ct);
-        cpu_stream.push(cs);
-        proxy_cpu_tcp.push(pt);
-        proxy_cpu_stream.push(ps);
-        direct_gbps.push(d);
-        tcp_gbps.push(t);
-        stream_gbps.push(s);
-        tcp_ratio.push(t / d);
-        stream_ratio.push(s / d);
+        for case in CASES {
+            let i = case.index();
+            up_cpu[i].push(per_gb(cpu[i]));
+            up_proxy_cpu[i].push(per_gb(proxy_cpu[i]));
+        }
     }
-    let range = |v: &[f64]| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        format!("{lo:.2}–{hi:.2}")
-    };
-    println!(
-        "  median direct                {:5.2} GB/s",
-        median(direct_gbps)
-    );
-    println!(
-        "  median CONNECT over TCP      {:5.2} GB/s  ratio to direct: median {:.2} (rounds {})",
-        median(tcp_gbps),
-        median(tcp_ratio.clone()),
-        range(&tcp_ratio)
-    );
-    println!(
-        "  median CONNECT over stream   {:5.2} GB/s  ratio to direct: median {:.2} (rounds {})",
-        median(stream_gbps),
-        median(stream_ratio.clone()),
-        range(&stream_ratio)
-    );
-    let (cd, ct, cs) = (median(cpu_direct), median(cpu_tcp), median(cpu_stream));
-    println!(
-        "  median CPU time per GB, whole process: direct {cd:.2} s, CONNECT over TCP {ct:.2} s ({:.2}x), over stream {cs:.2} s ({:.2}x)",
-        ct / cd,
-        cs / cd
-    );
+    up.summary("median");
+    let cd = median(up_cpu[0].clone());
+    let mut line = format!("  median CPU time per GB, whole process: direct {cd:.2} s");
+    for case in &CASES[1..] {
+        let c = median(up_cpu[case.index()].clone());
+        line += &format!(", {} {c:.2} s ({:.2}x)", case.label(), c / cd);
+    }
+    println!("{line}");
     println!(
         "  median CPU time per GB, proxy runtime only: CONNECT over TCP {:.2} s, over stream {:.2} s",
-        median(proxy_cpu_tcp),
-        median(proxy_cpu_stream)
+        median(up_proxy_cpu[Case::Tcp.index()].clone()),
+        median(up_proxy_cpu[Case::Stream.index()].clone())
     );
 
     // Downloads: the same cases, the bytes flowing from the server.
     let source_target = format!("source.bench.test:{}", src.port());
-    let mut down_tcp = Vec::new();
-    let mut down_stream = Vec::new();
-    let mut down_direct = Vec::new();
+    let mut down = Rates::default();
     for round in 0..rounds {
-        let mut gb = [0f64; 3];
-        for i in 0..CASES.len() {
-            let case = CASES[(round + i) % CASES.len()];
+        let mut rate = [0f64; N];
+        for i in 0..N {
+            let case = CASES[(round + i) % N];
             let s = open(case, src, &source_target).await;
             let (took, got) = pull(s).await;
             assert_eq!(got, bytes, "the download was cut short");
-            gb[case as usize] = gbps(bytes, took);
+            rate[case.index()] = gbps(bytes, took);
         }
-        let [d, t, st] = gb;
-        println!(
-            "  download round {}: direct {d:5.2} GB/s | CONNECT over TCP {t:5.2} GB/s, ratio {:.2} | over stream {st:5.2} GB/s, ratio {:.2}",
-            round + 1,
-            t / d,
-            st / d
-        );
-        down_direct.push(d);
-        down_tcp.push(t / d);
-        down_stream.push(st / d);
+        down.record(&format!("download round {}", round + 1), rate);
     }
+    down.summary("download: median");
+    // What a TCP hop costs on this machine, whoever makes it: the proxy's
+    // TCP listener against the best of the decision-free relays.
+    let tcp = Case::Tcp.index();
     println!(
-        "  download: median direct {:5.2} GB/s; ratio to direct: CONNECT over TCP median {:.2} (rounds {}), over stream median {:.2} (rounds {})",
-        median(down_direct),
-        median(down_tcp.clone()),
-        range(&down_tcp),
-        median(down_stream.clone()),
-        range(&down_stream)
+        "  CONNECT over TCP against the best relay: upload {:.2}, download {:.2}",
+        median(up.ratio[tcp].clone()) / up.best_relay(),
+        median(down.ratio[tcp].clone()) / down.best_relay()
     );
 
     let request = b"GET / HTTP/1.1\r\nHost: http.bench.test\r\n\r\n";
