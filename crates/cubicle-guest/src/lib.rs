@@ -5,7 +5,8 @@
 //!
 //! The guest trusts the host and nothing else: every path and process it
 //! handles may have been arranged by something hostile inside the cubicle.
-//! The host side reuses [`wire`] for framing.
+//! The host side reuses [`wire`] for framing and [`Window`] for tunnel flow
+//! control.
 
 mod confine;
 mod error;
@@ -19,6 +20,7 @@ pub mod wire;
 
 pub use reap::{open_pidfd, pidfd};
 pub use server::{ServeError, serve, serve_until};
+pub use tunnel::Window;
 
 /// Marks every inherited file descriptor above stderr close-on-exec, so
 /// that commands never receive whatever the guest's own parent left open

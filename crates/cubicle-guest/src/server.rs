@@ -231,6 +231,18 @@ impl Session {
                 }
                 Flow::Continue
             }
+            HostFrame::TunnelEof { tunnel } => {
+                if let Some(ctx) = &self.ctx {
+                    ctx.tunnels.eof(tunnel);
+                }
+                Flow::Continue
+            }
+            HostFrame::TunnelAck { tunnel, bytes } => {
+                if let Some(ctx) = &self.ctx {
+                    ctx.tunnels.ack(tunnel, bytes);
+                }
+                Flow::Continue
+            }
             HostFrame::TunnelClose { tunnel, reason } => {
                 if let Some(ctx) = &self.ctx {
                     ctx.tunnels.close(tunnel, reason.as_deref());

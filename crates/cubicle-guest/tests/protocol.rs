@@ -12,7 +12,7 @@ use std::time::Duration;
 use cubicle_guest::wire;
 use cubicle_protocol::guest::{
     Command, ErrorCode, ExecRequest, ExecResult, GrepRequest, GuestConfig, GuestFrame, HostFrame,
-    MAX_FRAME_LEN, Op, OpResult, OutputStream, PROTOCOL_VERSION, Root, Stdin,
+    MAX_FRAME_LEN, Op, OpResult, OutputStream, PROTOCOL_VERSION, Root, Stdin, TUNNEL_WINDOW,
 };
 use pretty_assertions::assert_eq;
 use serde_json::json;
@@ -1054,4 +1054,146 @@ async fn egress_connections_become_tunnels() {
     .unwrap()
     .unwrap();
     assert_eq!(n, 0);
+}
+
+/// Opens an egress tunnel into a fresh guest: the guest, the in-cubicle
+/// connection and the tunnel's id.
+async fn open_tunnel(ws: &Path) -> (Guest, tokio::net::TcpStream, u64) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cfg = config(ws);
+    cfg.egress_listen = Some(format!("127.0.0.1:{port}"));
+    let mut g = Guest::start(cfg).await;
+    let conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let tunnel = match g.recv().await {
+        GuestFrame::TunnelOpen { tunnel } => tunnel,
+        other => panic!("{other:?}"),
+    };
+    (g, conn, tunnel)
+}
+
+/// Receives tunnel data until `want` bytes have come; panics on more.
+async fn receive_tunnel_bytes(g: &mut Guest, tunnel: u64, want: u64) {
+    let mut got = 0;
+    while got < want {
+        match g.recv().await {
+            GuestFrame::TunnelData { tunnel: t, data } if t == tunnel => {
+                got += data.into_vec().len() as u64;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, want, "the guest sent past the window");
+}
+
+#[tokio::test]
+async fn a_tunnel_sends_no_more_than_its_window_until_the_host_acknowledges() {
+    let (_d, ws) = tempdir();
+    let (mut g, conn, tunnel) = open_tunnel(&ws).await;
+    // The cubicle side writes three windows' worth; the host acknowledges
+    // nothing at first.
+    let total = 3 * TUNNEL_WINDOW;
+    let (mut conn_rd, mut conn_wr) = conn.into_split();
+    let writer = tokio::spawn(async move {
+        conn_wr.write_all(&vec![7u8; total as usize]).await.unwrap();
+        conn_wr
+    });
+    receive_tunnel_bytes(&mut g, tunnel, TUNNEL_WINDOW).await;
+    // The window is full: nothing more comes while it stays unacknowledged,
+    // however long the host waits (here, a while).
+    let more = tokio::time::timeout(
+        Duration::from_millis(300),
+        wire::read_raw_frame(&mut g.stdout),
+    )
+    .await;
+    assert!(more.is_err(), "a frame came with the window full: {more:?}");
+    // Acknowledging part of it lets exactly that much more through.
+    g.send(&HostFrame::TunnelAck {
+        tunnel,
+        bytes: TUNNEL_WINDOW / 2,
+    })
+    .await;
+    receive_tunnel_bytes(&mut g, tunnel, TUNNEL_WINDOW / 2).await;
+    // Acknowledging more than is out opens the window by no more than a
+    // window: the rest comes in two more rounds.
+    g.send(&HostFrame::TunnelAck {
+        tunnel,
+        bytes: 10 * TUNNEL_WINDOW,
+    })
+    .await;
+    receive_tunnel_bytes(&mut g, tunnel, TUNNEL_WINDOW).await;
+    g.send(&HostFrame::TunnelAck {
+        tunnel,
+        bytes: TUNNEL_WINDOW,
+    })
+    .await;
+    receive_tunnel_bytes(&mut g, tunnel, TUNNEL_WINDOW / 2).await;
+    let _conn_wr = writer.await.unwrap();
+
+    // The other way: the guest acknowledges host bytes once it has written
+    // them to the in-cubicle socket.
+    g.send(&HostFrame::TunnelData {
+        tunnel,
+        data: "pong".into(),
+    })
+    .await;
+    let mut buf = [0u8; 4];
+    tokio::io::AsyncReadExt::read_exact(&mut conn_rd, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"pong");
+    match g.recv().await {
+        GuestFrame::TunnelAck { tunnel: t, bytes } => assert_eq!((t, bytes), (tunnel, 4)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_half_closed_tunnel_still_carries_the_answer() {
+    let (_d, ws) = tempdir();
+    let (mut g, conn, tunnel) = open_tunnel(&ws).await;
+    let (mut conn_rd, mut conn_wr) = conn.into_split();
+    // The in-cubicle client sends its request and half-closes, as `nc -N`
+    // or an upload that ends with a shutdown does.
+    conn_wr.write_all(b"request").await.unwrap();
+    conn_wr.shutdown().await.unwrap();
+    match g.recv().await {
+        GuestFrame::TunnelData { tunnel: t, data } => {
+            assert_eq!((t, data.into_vec()), (tunnel, b"request".to_vec()));
+        }
+        other => panic!("{other:?}"),
+    }
+    match g.recv().await {
+        GuestFrame::TunnelEof { tunnel: t } => assert_eq!(t, tunnel),
+        other => panic!("{other:?}"),
+    }
+    // The answer still reaches the client, then the upstream's own end.
+    g.send(&HostFrame::TunnelData {
+        tunnel,
+        data: "answer".into(),
+    })
+    .await;
+    g.send(&HostFrame::TunnelEof { tunnel }).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut conn_rd, &mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(answer, b"answer");
+    // Both ways done: the guest ends the tunnel.
+    match g.recv().await {
+        GuestFrame::TunnelAck { tunnel: t, bytes } => assert_eq!((t, bytes), (tunnel, 6)),
+        other => panic!("{other:?}"),
+    }
+    match g.recv().await {
+        GuestFrame::TunnelClose { tunnel: t } => assert_eq!(t, tunnel),
+        other => panic!("{other:?}"),
+    }
 }

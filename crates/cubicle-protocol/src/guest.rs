@@ -23,6 +23,25 @@
 //! 3. A frame the guest cannot parse gets [`GuestFrame::Error`] (with the
 //!    request id when one could be read) and the guest carries on.
 //!
+//! # Tunnels and flow control
+//!
+//! A process in the cubicle that connects to the guest's egress listener
+//! becomes a tunnel: [`GuestFrame::TunnelOpen`], then `TunnelData` both ways.
+//! A side whose end stops sending (a half-close) says `TunnelEof`, and the
+//! other side half-closes its end in turn, so that an answer still comes
+//! back after a request is finished. `TunnelClose` ends the tunnel: a side
+//! sends it once both directions are done, or at once on an error.
+//!
+//! Each direction of a tunnel has a window of [`TUNNEL_WINDOW`] bytes: a
+//! side sends no more `TunnelData` payload than the other side has yet to
+//! acknowledge with a `TunnelAck`, and a receiver acknowledges bytes once it
+//! has passed them on (to the in-cubicle socket, or to the host's egress
+//! proxy). So a reader that stops reading stalls its own tunnel, and only
+//! that one: the shared channel keeps moving, and neither side ever holds
+//! more than a window per tunnel. The host enforces its side: a guest that
+//! overruns the window has the tunnel closed. (Version 1 had neither windows
+//! nor half-closes.)
+//!
 //! The guest trusts the host; the host treats every guest frame as untrusted
 //! input, since everything inside the cubicle may be hostile.
 
@@ -34,13 +53,17 @@ use serde::{Deserialize, Serialize};
 use crate::bytes::Bytes;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame either side accepts, in bytes of JSON.
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 
 /// Largest binary chunk put in one frame (before base64).
 pub const DATA_CHUNK: usize = 64 * 1024;
+
+/// Bytes of tunnel payload one side may send before the other acknowledges
+/// them; see the module's "Tunnels and flow control".
+pub const TUNNEL_WINDOW: u64 = 512 * 1024;
 
 /// Largest file payload of one `read_file` or `write_file` request.
 pub const MAX_FILE_CHUNK: u64 = 8 * 1024 * 1024;
@@ -71,6 +94,20 @@ pub enum HostFrame {
         tunnel: u64,
         /// Payload.
         data: Bytes,
+    },
+    /// The host passed on this many more bytes of a tunnel's guest data,
+    /// which reopens the guest's window by as much.
+    TunnelAck {
+        /// Tunnel id.
+        tunnel: u64,
+        /// Bytes passed on since the last acknowledgement.
+        bytes: u64,
+    },
+    /// The tunnel's upstream will send nothing more (it half-closed); the
+    /// guest half-closes the in-cubicle connection in turn.
+    TunnelEof {
+        /// Tunnel id.
+        tunnel: u64,
     },
     /// The host closed (or refused) a tunnel.
     TunnelClose {
@@ -134,6 +171,20 @@ pub enum GuestFrame {
         tunnel: u64,
         /// Payload.
         data: Bytes,
+    },
+    /// The guest wrote this many more bytes of a tunnel's host data to the
+    /// in-cubicle socket, which reopens the host's window by as much.
+    TunnelAck {
+        /// Tunnel id.
+        tunnel: u64,
+        /// Bytes written since the last acknowledgement.
+        bytes: u64,
+    },
+    /// The in-cubicle side will send nothing more (it half-closed); the host
+    /// half-closes the upstream connection in turn.
+    TunnelEof {
+        /// Tunnel id.
+        tunnel: u64,
     },
     /// The in-cubicle side closed the tunnel.
     TunnelClose {

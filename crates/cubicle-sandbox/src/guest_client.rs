@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use cubicle_guest::Window;
 use cubicle_guest::wire::{self, WireError};
 use cubicle_protocol::guest::{
     DATA_CHUNK, DirEntry, ExecRequest, FileStat, GrepMatch, GrepRequest, GuestConfig, GuestFrame,
@@ -31,6 +32,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most output collected for a command whose request sets no cap, so that a
 /// hostile command cannot exhaust the host's memory.
 pub const DEFAULT_OUTPUT_CAP: u64 = 64 * 1024 * 1024;
+
+/// Why a tunnel is closed when the guest sent more than its window.
+const OVERRUN: &str = "the guest sent more than the tunnel's flow-control window";
 
 /// Why a tunnel is refused when the session has no network.
 const NO_NETWORK: &str = "network access is not available in this cubicle";
@@ -71,13 +75,27 @@ enum Event {
 /// fire-and-forget signal) and its answer is to be dropped quietly.
 type Waiter = Option<mpsc::UnboundedSender<Event>>;
 
+/// An open tunnel, as the frame reader sees it.
+#[derive(Clone)]
+struct HostTunnel {
+    /// Guest bytes for the tunnel's relay task; an empty chunk stands for
+    /// the guest's half-close.
+    to_proxy: mpsc::UnboundedSender<Vec<u8>>,
+    /// The guest's window as this side counts it: bytes received and not yet
+    /// acknowledged. A guest that overruns it loses the tunnel, so a hostile
+    /// one cannot make the host buffer more than a window per tunnel.
+    received: Arc<Window>,
+    /// The window of what the host sends the guest.
+    sending: Arc<Window>,
+}
+
 /// State shared by the client, its tasks and its handles.
 struct Shared {
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Waiter>>,
     /// Ids of the commands started and not yet finished or cancelled.
     execs: Mutex<HashSet<u64>>,
-    tunnels: Mutex<HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>>,
+    tunnels: Mutex<HashMap<u64, HostTunnel>>,
     /// Why the connection closed, once it has.
     closed: Mutex<Option<String>>,
     connected: AtomicBool,
@@ -210,16 +228,47 @@ impl Shared {
             GuestFrame::Hello { .. } => tracing::warn!("guest sent a second hello; ignored"),
             GuestFrame::TunnelOpen { tunnel } => self.open_tunnel(tunnel),
             GuestFrame::TunnelData { tunnel, data } => {
-                let sender = self
+                let open = self
                     .tunnels
                     .lock()
                     .ok()
                     .and_then(|t| t.get(&tunnel).cloned());
-                match sender {
-                    Some(s) => {
-                        let _ = s.send(data.into_vec());
+                let Some(open) = open else {
+                    tracing::debug!(tunnel, "data for an unknown or closed tunnel");
+                    return;
+                };
+                let data = data.into_vec();
+                if data.len() > open.received.room() {
+                    tracing::warn!(tunnel, "guest overran a tunnel's window; closing it");
+                    if self.drop_tunnel(tunnel) {
+                        let _ = self.send(HostFrame::TunnelClose {
+                            tunnel,
+                            reason: Some(OVERRUN.to_owned()),
+                        });
                     }
-                    None => tracing::debug!(tunnel, "data for an unknown or closed tunnel"),
+                    return;
+                }
+                open.received.sent(data.len());
+                let _ = open.to_proxy.send(data);
+            }
+            GuestFrame::TunnelEof { tunnel } => {
+                let open = self
+                    .tunnels
+                    .lock()
+                    .ok()
+                    .and_then(|t| t.get(&tunnel).cloned());
+                if let Some(open) = open {
+                    let _ = open.to_proxy.send(Vec::new());
+                }
+            }
+            GuestFrame::TunnelAck { tunnel, bytes } => {
+                let open = self
+                    .tunnels
+                    .lock()
+                    .ok()
+                    .and_then(|t| t.get(&tunnel).cloned());
+                if let Some(open) = open {
+                    open.sending.ack(bytes);
                 }
             }
             GuestFrame::TunnelClose { tunnel } => {
@@ -240,6 +289,11 @@ impl Shared {
             return;
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let open = HostTunnel {
+            to_proxy: tx,
+            received: Arc::new(Window::default()),
+            sending: Arc::new(Window::default()),
+        };
         {
             let Ok(mut t) = self.tunnels.lock() else {
                 return;
@@ -248,9 +302,9 @@ impl Shared {
                 tracing::warn!(tunnel, "guest reopened an open tunnel; ignored");
                 return;
             }
-            t.insert(tunnel, tx);
+            t.insert(tunnel, open.clone());
         }
-        tokio::spawn(relay_tunnel(self.clone(), tunnel, connector, rx));
+        tokio::spawn(relay_tunnel(self.clone(), tunnel, connector, open, rx));
     }
 
     /// Sends `signal` to every command in flight, without waiting for the
@@ -293,6 +347,7 @@ async fn relay_tunnel(
     shared: Arc<Shared>,
     tunnel: u64,
     connector: Arc<dyn EgressConnector>,
+    windows: HostTunnel,
     mut from_guest: mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
     let conn = match connector.connect().await {
@@ -309,21 +364,46 @@ async fn relay_tunnel(
     };
     let (mut rd, mut wr) = tokio::io::split(conn);
     let mut buf = vec![0u8; DATA_CHUNK];
-    loop {
+    let sending = windows.sending;
+    // Whether the upstream and the guest may still send.
+    let (mut reading, mut writing) = (true, true);
+    while reading || writing {
+        // Read no more from upstream than the guest's window takes: a
+        // cubicle that stops reading stalls this tunnel, not the host.
+        let room = sending.room().min(DATA_CHUNK);
         tokio::select! {
-            n = rd.read(&mut buf) => match n {
-                Ok(n) if n > 0 => {
+            n = rd.read(&mut buf[..room]), if reading && room > 0 => match n {
+                Ok(0) => {
+                    reading = false;
+                    if shared.send(HostFrame::TunnelEof { tunnel }).is_err() {
+                        return;
+                    }
+                }
+                Ok(n) => {
+                    sending.sent(n);
                     let frame = HostFrame::TunnelData { tunnel, data: buf[..n].to_vec().into() };
                     if shared.send(frame).is_err() {
                         return;
                     }
                 }
-                _ => break,
+                Err(_) => break,
             },
+            () = sending.reopened(), if reading && room == 0 => {}
             data = from_guest.recv() => match data {
+                Some(d) if d.is_empty() => {
+                    writing = false;
+                    if wr.shutdown().await.is_err() {
+                        break;
+                    }
+                }
                 Some(d) => {
                     if wr.write_all(&d).await.is_err() {
                         break;
+                    }
+                    windows.received.ack(d.len() as u64);
+                    let ack = HostFrame::TunnelAck { tunnel, bytes: d.len() as u64 };
+                    if shared.send(ack).is_err() {
+                        return;
                     }
                 }
                 // The guest closed it (or the connection went away).
@@ -331,6 +411,7 @@ async fn relay_tunnel(
             },
         }
     }
+    // Both ways are done, or the upstream failed.
     if shared.drop_tunnel(tunnel) {
         let _ = shared.send(HostFrame::TunnelClose {
             tunnel,

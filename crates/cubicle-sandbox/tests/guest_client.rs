@@ -3,13 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
 use cubicle_guest::wire;
 use cubicle_protocol::guest::{
-    ErrorCode, ExecRequest, GuestConfig, GuestFrame, HostFrame, MAX_FRAME_LEN, Op, OpResult,
-    PROTOCOL_VERSION,
+    DATA_CHUNK, ErrorCode, ExecRequest, GuestConfig, GuestFrame, HostFrame, MAX_FRAME_LEN, Op,
+    OpResult, PROTOCOL_VERSION, TUNNEL_WINDOW,
 };
 use cubicle_sandbox::SandboxError;
-use cubicle_sandbox::guest_client::GuestClient;
+use cubicle_sandbox::guest_client::{AsyncReadWrite, EgressConnector, GuestClient};
 use pretty_assertions::assert_eq;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
@@ -38,6 +42,33 @@ impl FakeGuest {
 
 /// Connects a client to a fake guest that answers the hello correctly.
 async fn connect() -> (GuestClient, FakeGuest) {
+    connect_with(None).await
+}
+
+/// Hands the first tunnel one end of an in-memory pipe, as the egress proxy
+/// would a connection; the test holds the other end as the "upstream".
+struct PipeConnector(Mutex<Option<DuplexStream>>);
+
+#[async_trait]
+impl EgressConnector for PipeConnector {
+    async fn connect(&self) -> std::io::Result<Box<dyn AsyncReadWrite + Send + Unpin>> {
+        match self.0.lock().unwrap().take() {
+            Some(s) => Ok(Box::new(s)),
+            None => Err(std::io::Error::other("one tunnel only")),
+        }
+    }
+}
+
+/// A client whose tunnels reach the returned upstream end, which buffers at
+/// most `capacity` bytes each way.
+async fn connect_with_upstream(capacity: usize) -> (GuestClient, FakeGuest, DuplexStream) {
+    let (ours, upstream) = tokio::io::duplex(capacity);
+    let connector = Arc::new(PipeConnector(Mutex::new(Some(ours))));
+    let (client, fake) = connect_with(Some(connector)).await;
+    (client, fake, upstream)
+}
+
+async fn connect_with(egress: Option<Arc<dyn EgressConnector>>) -> (GuestClient, FakeGuest) {
     let (host_side, guest_side) = tokio::io::duplex(1 << 16);
     let (hr, hw) = tokio::io::split(host_side);
     let (gr, gw) = tokio::io::split(guest_side);
@@ -53,7 +84,7 @@ async fn connect() -> (GuestClient, FakeGuest) {
         .await;
         fake
     });
-    let client = GuestClient::connect(hr, hw, GuestConfig::default(), None)
+    let client = GuestClient::connect(hr, hw, GuestConfig::default(), egress)
         .await
         .unwrap();
     (client, guest.await.unwrap())
@@ -175,5 +206,173 @@ async fn refused_hello_is_a_start_error() {
     assert_eq!(
         err.to_string(),
         "could not start the cubicle: the guest refused the session: speaks 7"
+    );
+}
+
+/// Tunnel payload frames from the host, skipping acknowledgements; `None`
+/// when nothing comes for a while.
+async fn next_tunnel_data(fake: &mut FakeGuest, wait: Duration) -> Option<Vec<u8>> {
+    loop {
+        match tokio::time::timeout(wait, fake.recv()).await {
+            Err(_) => return None,
+            Ok(HostFrame::TunnelData { data, .. }) => return Some(data.into_vec()),
+            Ok(HostFrame::TunnelAck { .. }) => {}
+            Ok(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_guest_that_overruns_a_tunnel_window_loses_the_tunnel() {
+    // The upstream never reads, so nothing the guest sends is acknowledged.
+    let (client, mut fake, _upstream) = connect_with_upstream(1).await;
+    fake.send(&GuestFrame::TunnelOpen { tunnel: 7 }).await;
+    let chunk = vec![1u8; DATA_CHUNK];
+    let mut sent = 0;
+    while sent <= TUNNEL_WINDOW {
+        fake.send(&GuestFrame::TunnelData {
+            tunnel: 7,
+            data: chunk.clone().into(),
+        })
+        .await;
+        sent += DATA_CHUNK as u64;
+    }
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(20), fake.recv())
+            .await
+            .expect("the host closes the tunnel")
+        {
+            HostFrame::TunnelClose { tunnel, reason } => break (tunnel, reason),
+            HostFrame::TunnelAck { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(closed.0, 7);
+    assert!(
+        closed.1.as_deref().unwrap_or_default().contains("window"),
+        "{closed:?}"
+    );
+    // The rest of the session is unharmed.
+    let task = tokio::spawn(async move {
+        let (id, _) = fake.request().await;
+        fake.send(&GuestFrame::Response {
+            id,
+            result: OpResult::Pong,
+        })
+        .await;
+        fake
+    });
+    client.ping().await.unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_host_sends_a_tunnel_no_more_than_the_guest_acknowledges() {
+    let (_client, mut fake, upstream) = connect_with_upstream(1 << 20).await;
+    let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
+    fake.send(&GuestFrame::TunnelOpen { tunnel: 3 }).await;
+    // The upstream has three windows to send; the guest acknowledges none.
+    let total = 3 * TUNNEL_WINDOW as usize;
+    let writer = tokio::spawn(async move {
+        up_wr.write_all(&vec![9u8; total]).await.unwrap();
+        up_wr
+    });
+    let quiet = Duration::from_millis(300);
+    let mut got = 0u64;
+    while let Some(d) = next_tunnel_data(&mut fake, quiet).await {
+        got += d.len() as u64;
+    }
+    assert_eq!(got, TUNNEL_WINDOW, "the host sent past the window");
+    // Each acknowledgement lets that much more through.
+    while got < total as u64 {
+        fake.send(&GuestFrame::TunnelAck {
+            tunnel: 3,
+            bytes: TUNNEL_WINDOW,
+        })
+        .await;
+        let before = got;
+        while got < before + TUNNEL_WINDOW {
+            got += next_tunnel_data(&mut fake, Duration::from_secs(20))
+                .await
+                .expect("more data after the ack")
+                .len() as u64;
+        }
+        assert_eq!(got, before + TUNNEL_WINDOW);
+    }
+    let _up_wr = writer.await.unwrap();
+
+    // The other way: the host acknowledges guest bytes once the upstream
+    // has them.
+    fake.send(&GuestFrame::TunnelData {
+        tunnel: 3,
+        data: "ping".into(),
+    })
+    .await;
+    let mut buf = [0u8; 4];
+    tokio::io::AsyncReadExt::read_exact(&mut up_rd, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"ping");
+    match tokio::time::timeout(Duration::from_secs(20), fake.recv())
+        .await
+        .unwrap()
+    {
+        HostFrame::TunnelAck { tunnel, bytes } => assert_eq!((tunnel, bytes), (3, 4)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_half_closed_tunnel_still_carries_the_answer() {
+    let (_client, mut fake, mut upstream) = connect_with_upstream(1 << 16).await;
+    fake.send(&GuestFrame::TunnelOpen { tunnel: 5 }).await;
+    fake.send(&GuestFrame::TunnelData {
+        tunnel: 5,
+        data: "request".into(),
+    })
+    .await;
+    fake.send(&GuestFrame::TunnelEof { tunnel: 5 }).await;
+    // The upstream gets the request, then the end of it ...
+    let mut request = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut upstream, &mut request),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(request, b"request");
+    // ... and its answer still reaches the guest, then its own end, and the
+    // tunnel is over.
+    upstream.write_all(b"answer").await.unwrap();
+    upstream.shutdown().await.unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), fake.recv())
+            .await
+            .unwrap();
+        let done = matches!(frame, HostFrame::TunnelClose { .. });
+        frames.push(frame);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        frames,
+        vec![
+            HostFrame::TunnelAck {
+                tunnel: 5,
+                bytes: 7
+            },
+            HostFrame::TunnelData {
+                tunnel: 5,
+                data: "answer".into()
+            },
+            HostFrame::TunnelEof { tunnel: 5 },
+            HostFrame::TunnelClose {
+                tunnel: 5,
+                reason: None
+            },
+        ]
     );
 }
