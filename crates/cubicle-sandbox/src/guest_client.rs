@@ -228,12 +228,7 @@ impl Shared {
             GuestFrame::Hello { .. } => tracing::warn!("guest sent a second hello; ignored"),
             GuestFrame::TunnelOpen { tunnel } => self.open_tunnel(tunnel),
             GuestFrame::TunnelData { tunnel, data } => {
-                let open = self
-                    .tunnels
-                    .lock()
-                    .ok()
-                    .and_then(|t| t.get(&tunnel).cloned());
-                let Some(open) = open else {
+                let Some(open) = self.tunnel(tunnel) else {
                     tracing::debug!(tunnel, "data for an unknown or closed tunnel");
                     return;
                 };
@@ -252,22 +247,12 @@ impl Shared {
                 let _ = open.to_proxy.send(data);
             }
             GuestFrame::TunnelEof { tunnel } => {
-                let open = self
-                    .tunnels
-                    .lock()
-                    .ok()
-                    .and_then(|t| t.get(&tunnel).cloned());
-                if let Some(open) = open {
+                if let Some(open) = self.tunnel(tunnel) {
                     let _ = open.to_proxy.send(Vec::new());
                 }
             }
             GuestFrame::TunnelAck { tunnel, bytes } => {
-                let open = self
-                    .tunnels
-                    .lock()
-                    .ok()
-                    .and_then(|t| t.get(&tunnel).cloned());
-                if let Some(open) = open {
+                if let Some(open) = self.tunnel(tunnel) {
                     open.sending.ack(bytes);
                 }
             }
@@ -331,6 +316,13 @@ impl Shared {
             sent += 1;
         }
         sent
+    }
+
+    fn tunnel(&self, tunnel: u64) -> Option<HostTunnel> {
+        self.tunnels
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&tunnel).cloned())
     }
 
     fn drop_tunnel(&self, tunnel: u64) -> bool {

@@ -253,6 +253,11 @@ async fn a_guest_that_overruns_a_tunnel_window_loses_the_tunnel() {
         "{closed:?}"
     );
     // The rest of the session is unharmed.
+    ping_answered(&client, fake).await;
+}
+
+/// A ping the fake guest answers; returns the fake for more.
+async fn ping_answered(client: &GuestClient, mut fake: FakeGuest) -> FakeGuest {
     let task = tokio::spawn(async move {
         let (id, _) = fake.request().await;
         fake.send(&GuestFrame::Response {
@@ -263,7 +268,7 @@ async fn a_guest_that_overruns_a_tunnel_window_loses_the_tunnel() {
         fake
     });
     client.ping().await.unwrap();
-    task.await.unwrap();
+    task.await.unwrap()
 }
 
 #[tokio::test]
