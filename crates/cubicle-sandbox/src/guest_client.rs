@@ -75,18 +75,66 @@ enum Event {
 /// fire-and-forget signal) and its answer is to be dropped quietly.
 type Waiter = Option<mpsc::UnboundedSender<Event>>;
 
-/// An open tunnel, as the frame reader sees it.
+/// An open tunnel, as the frame reader sees it. Dropping the last one (the
+/// map's, when the tunnel is closed) silences the doorbell, which ends the
+/// relay task and its connection.
 #[derive(Clone)]
 struct HostTunnel {
-    /// Guest bytes for the tunnel's relay task; an empty chunk stands for
-    /// the guest's half-close.
-    to_proxy: mpsc::UnboundedSender<Vec<u8>>,
-    /// The guest's window as this side counts it: bytes received and not yet
-    /// acknowledged. A guest that overruns it loses the tunnel, so a hostile
-    /// one cannot make the host buffer more than a window per tunnel.
-    received: Arc<Window>,
+    /// Guest bytes on their way to the upstream.
+    inbound: Arc<Inbound>,
+    /// Rung when `inbound` has news; the relay task holds the receiver.
+    doorbell: mpsc::Sender<()>,
     /// The window of what the host sends the guest.
     sending: Arc<Window>,
+}
+
+/// What the guest sent and the relay task has yet to take, kept as one
+/// buffer: the memory it holds follows the window's byte count whatever
+/// the sizes of the frames (a queue of frames would cost a node per frame,
+/// so a hostile guest sending one byte at a time could multiply it).
+#[derive(Default)]
+struct Inbound {
+    /// The guest's window as this side counts it: bytes received and not yet
+    /// acknowledged. A guest that overruns it loses the tunnel.
+    received: Window,
+    state: Mutex<InboundState>,
+}
+
+#[derive(Default)]
+struct InboundState {
+    bytes: Vec<u8>,
+    /// The guest half-closed: once `bytes` is written, so does the relay.
+    eof: bool,
+}
+
+impl HostTunnel {
+    /// Takes guest bytes; `false` when they overrun the window.
+    fn push(&self, data: &[u8]) -> bool {
+        if data.len() > self.inbound.received.room() {
+            return false;
+        }
+        if let Ok(mut st) = self.inbound.state.lock()
+            && !st.eof
+        {
+            self.inbound.received.sent(data.len());
+            st.bytes.extend_from_slice(data);
+        }
+        self.ring();
+        true
+    }
+
+    /// The guest half-closed its end.
+    fn eof(&self) {
+        if let Ok(mut st) = self.inbound.state.lock() {
+            st.eof = true;
+        }
+        self.ring();
+    }
+
+    fn ring(&self) {
+        // Full means a ring is already pending, which covers this one.
+        let _ = self.doorbell.try_send(());
+    }
 }
 
 /// State shared by the client, its tasks and its handles.
@@ -232,8 +280,7 @@ impl Shared {
                     tracing::debug!(tunnel, "data for an unknown or closed tunnel");
                     return;
                 };
-                let data = data.into_vec();
-                if data.len() > open.received.room() {
+                if !open.push(&data.into_vec()) {
                     tracing::warn!(tunnel, "guest overran a tunnel's window; closing it");
                     if self.drop_tunnel(tunnel) {
                         let _ = self.send(HostFrame::TunnelClose {
@@ -241,14 +288,11 @@ impl Shared {
                             reason: Some(OVERRUN.to_owned()),
                         });
                     }
-                    return;
                 }
-                open.received.sent(data.len());
-                let _ = open.to_proxy.send(data);
             }
             GuestFrame::TunnelEof { tunnel } => {
                 if let Some(open) = self.tunnel(tunnel) {
-                    let _ = open.to_proxy.send(Vec::new());
+                    open.eof();
                 }
             }
             GuestFrame::TunnelAck { tunnel, bytes } => {
@@ -273,11 +317,11 @@ impl Shared {
             });
             return;
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (doorbell, rung) = mpsc::channel(1);
         let open = HostTunnel {
-            to_proxy: tx,
-            received: Arc::new(Window::default()),
-            sending: Arc::new(Window::default()),
+            inbound: Arc::default(),
+            doorbell,
+            sending: Arc::default(),
         };
         {
             let Ok(mut t) = self.tunnels.lock() else {
@@ -289,7 +333,15 @@ impl Shared {
             }
             t.insert(tunnel, open.clone());
         }
-        tokio::spawn(relay_tunnel(self.clone(), tunnel, connector, open, rx));
+        let (inbound, sending) = (open.inbound.clone(), open.sending.clone());
+        tokio::spawn(relay_tunnel(
+            self.clone(),
+            tunnel,
+            connector,
+            inbound,
+            sending,
+            rung,
+        ));
     }
 
     /// Sends `signal` to every command in flight, without waiting for the
@@ -339,8 +391,9 @@ async fn relay_tunnel(
     shared: Arc<Shared>,
     tunnel: u64,
     connector: Arc<dyn EgressConnector>,
-    windows: HostTunnel,
-    mut from_guest: mpsc::UnboundedReceiver<Vec<u8>>,
+    inbound: Arc<Inbound>,
+    sending: Arc<Window>,
+    mut rung: mpsc::Receiver<()>,
 ) {
     let conn = match connector.connect().await {
         Ok(c) => c,
@@ -356,7 +409,6 @@ async fn relay_tunnel(
     };
     let (mut rd, mut wr) = tokio::io::split(conn);
     let mut buf = vec![0u8; DATA_CHUNK];
-    let sending = windows.sending;
     // Whether the upstream and the guest may still send.
     let (mut reading, mut writing) = (true, true);
     while reading || writing {
@@ -381,21 +433,27 @@ async fn relay_tunnel(
                 Err(_) => break,
             },
             () = sending.reopened(), if reading && room == 0 => {}
-            data = from_guest.recv() => match data {
-                Some(d) if d.is_empty() => {
-                    writing = false;
-                    if wr.shutdown().await.is_err() {
-                        break;
+            ring = rung.recv() => match ring {
+                Some(()) => {
+                    let (bytes, eof) = match inbound.state.lock() {
+                        Ok(mut st) => (std::mem::take(&mut st.bytes), st.eof),
+                        Err(_) => break,
+                    };
+                    if !bytes.is_empty() {
+                        if wr.write_all(&bytes).await.is_err() {
+                            break;
+                        }
+                        inbound.received.ack(bytes.len() as u64);
+                        let ack = HostFrame::TunnelAck { tunnel, bytes: bytes.len() as u64 };
+                        if shared.send(ack).is_err() {
+                            return;
+                        }
                     }
-                }
-                Some(d) => {
-                    if wr.write_all(&d).await.is_err() {
-                        break;
-                    }
-                    windows.received.ack(d.len() as u64);
-                    let ack = HostFrame::TunnelAck { tunnel, bytes: d.len() as u64 };
-                    if shared.send(ack).is_err() {
-                        return;
+                    if eof && writing {
+                        writing = false;
+                        if wr.shutdown().await.is_err() {
+                            break;
+                        }
                     }
                 }
                 // The guest closed it (or the connection went away).

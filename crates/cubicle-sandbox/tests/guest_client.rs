@@ -381,3 +381,30 @@ async fn a_half_closed_tunnel_still_carries_the_answer() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_tunnel_the_guest_closes_closes_its_upstream() {
+    let (_client, mut fake, mut upstream) = connect_with_upstream(1 << 16).await;
+    fake.send(&GuestFrame::TunnelOpen { tunnel: 9 }).await;
+    fake.send(&GuestFrame::TunnelData {
+        tunnel: 9,
+        data: "x".into(),
+    })
+    .await;
+    let mut got = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut upstream, &mut got)
+        .await
+        .unwrap();
+    // The in-cubicle side went away without a half-close (killed, reset):
+    // the upstream connection must not outlive the tunnel.
+    fake.send(&GuestFrame::TunnelClose { tunnel: 9 }).await;
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut upstream, &mut rest),
+    )
+    .await
+    .expect("the upstream is closed with the tunnel")
+    .unwrap();
+    assert_eq!(n, 0);
+}
