@@ -27,6 +27,21 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Makes a system call with `call` until a signal does not interrupt it
+/// (`EINTR`): its non-negative result, or the error it set.
+fn retrying<T: Copy + PartialOrd + Default>(mut call: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        let rc = call();
+        if rc >= T::default() {
+            return Ok(rc);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// `mount(2)`.
 pub fn mount(
     source: Option<&Path>,
@@ -201,14 +216,7 @@ pub fn read_byte(fd: BorrowedFd<'_>) -> io::Result<Option<u8>> {
 pub fn write_all(fd: libc::c_int, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid buffer of `bytes.len()` bytes.
-        let rc = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
+        let rc = retrying(|| unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) })?;
         if rc == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -239,21 +247,10 @@ pub fn try_waitpid(pid: libc::pid_t) -> io::Result<Option<Exit>> {
 /// `waitpid(pid, flags)`, retrying on `EINTR`: the pid reaped and how it
 /// ended, or `None` when `WNOHANG` found nothing ended yet.
 fn wait(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<(libc::pid_t, Exit)>> {
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: `status` is a valid out-pointer for the call.
-        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
-        match rc {
-            0 => return Ok(None),
-            -1 => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-            _ => return Ok(Some((rc, decode_status(status)))),
-        }
-    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid out-pointer for the call.
+    let rc = retrying(|| unsafe { libc::waitpid(pid, &mut status, flags) })?;
+    Ok((rc != 0).then(|| (rc, decode_status(status))))
 }
 
 fn decode_status(status: libc::c_int) -> Exit {
@@ -480,33 +477,17 @@ fn poll_in(fds: &[BorrowedFd<'_>], ms: libc::c_int) -> io::Result<Vec<libc::c_sh
             revents: 0,
         })
         .collect();
-    loop {
-        let n = libc::nfds_t::try_from(polls.len()).map_err(io::Error::other)?;
-        // SAFETY: `polls` is a valid array of `n` pollfd structures.
-        let rc = unsafe { libc::poll(polls.as_mut_ptr(), n, ms) };
-        if rc >= 0 {
-            return Ok(polls.iter().map(|p| p.revents).collect());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    let n = libc::nfds_t::try_from(polls.len()).map_err(io::Error::other)?;
+    // SAFETY: `polls` is a valid array of `n` pollfd structures.
+    retrying(|| unsafe { libc::poll(polls.as_mut_ptr(), n, ms) })?;
+    Ok(polls.iter().map(|p| p.revents).collect())
 }
 
 /// `read(2)` into `buf`, retrying on `EINTR`; 0 at end of file.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is a valid, exclusively borrowed buffer of its length.
-        let rc = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if rc >= 0 {
-            return Ok(rc.unsigned_abs());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    // SAFETY: `buf` is a valid, exclusively borrowed buffer of its length.
+    retrying(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+        .map(isize::unsigned_abs)
 }
 
 /// `chdir(2)`.
