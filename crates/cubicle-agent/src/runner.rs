@@ -780,7 +780,8 @@ impl Agent {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        let (live_tx, mut live_rx) = mpsc::unbounded_channel::<cubicle_sandbox::OutputChunk>();
+        let (live_tx, mut live_rx) =
+            mpsc::channel::<cubicle_sandbox::OutputChunk>(cubicle_sandbox::LIVE_OUTPUT_CHUNKS);
         let shared = self.shared.clone();
         let agent = self.id.clone();
         let call_id = id.to_owned();

@@ -109,7 +109,8 @@ async fn exec(args: ExecArgs) -> Result<ExitCode> {
         .map(|d| d.as_millis() as u64);
     // Output is streamed, not collected: cap what the collector keeps.
     req.max_output_bytes = None;
-    let (tx, mut rx) = mpsc::unbounded_channel::<cubicle_sandbox::OutputChunk>();
+    let (tx, mut rx) =
+        mpsc::channel::<cubicle_sandbox::OutputChunk>(cubicle_sandbox::LIVE_OUTPUT_CHUNKS);
     let printer = tokio::spawn(async move {
         while let Some(chunk) = rx.recv().await {
             let _ = match chunk.stream {

@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cubicle_protocol::guest::{
-    Command, DATA_CHUNK, ErrorCode, ExecRequest, ExecResult, GuestFrame, OpResult, OutputStream,
-    Stdin,
+    Command, DATA_CHUNK, ErrorCode, ExecRequest, ExecResult, GuestFrame, OUTPUT_WINDOW, OpResult,
+    OutputStream, Stdin,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::confine::Access;
 use crate::error::OpError;
@@ -43,12 +43,16 @@ pub struct Running {
     early_signal: Option<i32>,
     /// Feeds the stdin task of a command started with [`Stdin::Pipe`].
     stdin: Option<mpsc::UnboundedSender<StdinWrite>>,
+    /// The output window: one permit per `Output` frame the host has room
+    /// for (see the protocol's "Command output and flow control").
+    window: Arc<Semaphore>,
 }
 
 /// What [`prepare`] hands on to [`run`].
 #[derive(Debug)]
 pub struct Prepared {
     stdin: Option<mpsc::UnboundedReceiver<StdinWrite>>,
+    window: Arc<Semaphore>,
 }
 
 /// Registers an exec request before its task starts, so that `write_stdin`
@@ -61,15 +65,17 @@ pub fn prepare(ctx: &Ctx, id: u64, req: &ExecRequest) -> Prepared {
         }
         Stdin::Null | Stdin::Bytes(_) => (None, None),
     };
+    let window = Arc::new(Semaphore::new(OUTPUT_WINDOW as usize));
     ctx.execs.insert(
         id,
         Running {
             pgid: None,
             early_signal: None,
             stdin: tx,
+            window: window.clone(),
         },
     );
-    Prepared { stdin: rx }
+    Prepared { stdin: rx, window }
 }
 
 /// One `write_stdin` request on its way to the command.
@@ -106,6 +112,30 @@ impl ExecTable {
         let r = map.get_mut(&id)?;
         r.pgid = Some(pgid);
         r.early_signal.take()
+    }
+
+    /// Takes the host's acknowledgement of `frames` output frames of command
+    /// `id`. The window never opens wider than [`OUTPUT_WINDOW`]; an unknown
+    /// id (a command that already ended) is ignored.
+    pub fn ack(&self, id: u64, frames: u64) {
+        let Ok(map) = self.running.lock() else {
+            return;
+        };
+        if let Some(r) = map.get(&id) {
+            let room = (OUTPUT_WINDOW as usize).saturating_sub(r.window.available_permits());
+            r.window
+                .add_permits(usize::try_from(frames).unwrap_or(usize::MAX).min(room));
+        }
+    }
+
+    /// The host wants no more of command `id`'s output: closing its window
+    /// makes the pumps read and drop it.
+    pub fn stop_output(&self, id: u64) {
+        if let Ok(map) = self.running.lock()
+            && let Some(r) = map.get(&id)
+        {
+            r.window.close();
+        }
     }
 
     /// Sends SIGKILL to every running command's process group.
@@ -247,28 +277,25 @@ async fn run_inner(
         }
     }
     let budget = Arc::new(Budget::new(req.max_output_bytes));
+    let (stop_reading, reading) = watch::channel(false);
+    let pipe = |stream| Pipe {
+        id,
+        stream,
+        out: ctx.out.clone(),
+        budget: budget.clone(),
+        window: prepared.window.clone(),
+        stop: reading.clone(),
+    };
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         match tokio::process::ChildStdout::from_std(out) {
-            Ok(out) => pumps.push(tokio::spawn(pump(
-                out,
-                id,
-                OutputStream::Stdout,
-                ctx.out.clone(),
-                budget.clone(),
-            ))),
+            Ok(out) => pumps.push(tokio::spawn(pipe(OutputStream::Stdout).pump(out))),
             Err(e) => tracing::warn!(id, error = %e, "cannot read the command's stdout"),
         }
     }
     if let Some(err) = child.stderr.take() {
         match tokio::process::ChildStderr::from_std(err) {
-            Ok(err) => pumps.push(tokio::spawn(pump(
-                err,
-                id,
-                OutputStream::Stderr,
-                ctx.out.clone(),
-                budget.clone(),
-            ))),
+            Ok(err) => pumps.push(tokio::spawn(pipe(OutputStream::Stderr).pump(err))),
             Err(e) => tracing::warn!(id, error = %e, "cannot read the command's stderr"),
         }
     }
@@ -301,18 +328,29 @@ async fn run_inner(
             format!("waiting for the command failed: {e}"),
         )
     })?;
+    // The pipes end once the group is gone; only a process that left the
+    // group can hold them open, and after the grace its output is not read
+    // any more. Output already read still waits for the host to make room:
+    // a host slow to take it holds up its own request only.
     let drain_until = tokio::time::Instant::now() + DRAIN_GRACE;
+    let mut abandoned = false;
     for mut pump in pumps {
-        if tokio::time::timeout_at(drain_until, &mut pump)
-            .await
-            .is_err()
+        if !abandoned
+            && tokio::time::timeout_at(drain_until, &mut pump)
+                .await
+                .is_ok()
         {
+            continue;
+        }
+        if !abandoned {
             tracing::warn!(
                 id,
                 "output still open after the command ended; abandoning it"
             );
-            pump.abort();
+            abandoned = true;
+            let _ = stop_reading.send(true);
         }
+        let _ = pump.await;
     }
     Ok(ExecResult {
         code: exit.code,
@@ -484,31 +522,53 @@ impl Budget {
     }
 }
 
-/// Forwards one output stream as `Output` frames until it ends. Output past
-/// the budget is read and dropped so the command never blocks on a full pipe.
-async fn pump(
-    mut src: impl AsyncRead + Unpin,
+/// One output stream of a command on its way to the host.
+struct Pipe {
     id: u64,
     stream: OutputStream,
     out: mpsc::Sender<Outgoing>,
     budget: Arc<Budget>,
-) {
-    let mut buf = vec![0u8; DATA_CHUNK];
-    let mut forwarding = true;
-    loop {
-        let n = match src.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let allowed = budget.take(n);
-        if forwarding && allowed > 0 {
-            let frame = GuestFrame::Output {
-                id,
-                stream,
-                data: buf[..allowed].to_vec().into(),
+    /// The request's output window, shared by its two streams.
+    window: Arc<Semaphore>,
+    /// Changes (to true) when the pipe is not to be read any more.
+    stop: watch::Receiver<bool>,
+}
+
+impl Pipe {
+    /// Forwards the stream as `Output` frames until it ends, one frame per
+    /// permit of the output window. While the window is closed the output
+    /// waits in the pipe, which gathers it, so a slow host gets fewer and
+    /// larger frames; once the pipe is full the command waits on it, as on
+    /// a slow terminal. Output past the budget is read and dropped, and so
+    /// is everything once the host is gone or wants no more, so that the
+    /// command never blocks on a pipe nobody will read.
+    async fn pump(mut self, mut src: impl AsyncRead + Unpin) {
+        let mut buf = vec![0u8; DATA_CHUNK];
+        loop {
+            let n = tokio::select! {
+                read = src.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => self.budget.take(n),
+                },
+                _ = self.stop.changed() => return,
             };
-            // The host is gone when the writer is; keep draining regardless.
-            forwarding = out.send(Outgoing::Frame(frame)).await.is_ok();
+            if n == 0 {
+                continue;
+            }
+            // A closed window means the host is gone, or wants no more of
+            // this output: the chunk is dropped.
+            let Ok(permit) = self.window.acquire().await else {
+                continue;
+            };
+            permit.forget();
+            let frame = GuestFrame::Output {
+                id: self.id,
+                stream: self.stream,
+                data: buf[..n].to_vec().into(),
+            };
+            if self.out.send(Outgoing::Frame(frame)).await.is_err() {
+                self.window.close();
+            }
         }
     }
 }

@@ -243,6 +243,18 @@ impl Session {
                 }
                 Flow::Continue
             }
+            HostFrame::OutputAck { id, frames } => {
+                if let Some(ctx) = &self.ctx {
+                    ctx.execs.ack(id, frames);
+                }
+                Flow::Continue
+            }
+            HostFrame::OutputStop { id } => {
+                if let Some(ctx) = &self.ctx {
+                    ctx.execs.stop_output(id);
+                }
+                Flow::Continue
+            }
             HostFrame::TunnelClose { tunnel, reason } => {
                 if let Some(ctx) = &self.ctx {
                     ctx.tunnels.close(tunnel, reason.as_deref());

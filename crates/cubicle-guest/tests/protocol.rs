@@ -12,7 +12,8 @@ use std::time::Duration;
 use cubicle_guest::wire;
 use cubicle_protocol::guest::{
     Command, ErrorCode, ExecRequest, ExecResult, GrepRequest, GuestConfig, GuestFrame, HostFrame,
-    MAX_FRAME_LEN, Op, OpResult, OutputStream, PROTOCOL_VERSION, Root, Stdin, TUNNEL_WINDOW,
+    MAX_FRAME_LEN, OUTPUT_WINDOW, Op, OpResult, OutputStream, PROTOCOL_VERSION, Root, Stdin,
+    TUNNEL_WINDOW,
 };
 use pretty_assertions::assert_eq;
 use serde_json::json;
@@ -105,7 +106,11 @@ impl Guest {
                     id: i,
                     stream,
                     data,
-                } if i == id => output.push((stream, data.into_vec())),
+                } if i == id => {
+                    output.push((stream, data.into_vec()));
+                    // Passed on, as a host does.
+                    self.send(&HostFrame::OutputAck { id, frames: 1 }).await;
+                }
                 GuestFrame::Response { id: i, result } if i == id => return (result, output),
                 GuestFrame::Error {
                     id: Some(i),
@@ -1196,4 +1201,129 @@ async fn a_half_closed_tunnel_still_carries_the_answer() {
         GuestFrame::TunnelClose { tunnel: t } => assert_eq!(t, tunnel),
         other => panic!("{other:?}"),
     }
+}
+
+/// Receives `frames` output frames of request `id` and returns their bytes;
+/// panics on any other frame.
+async fn receive_output(g: &mut Guest, id: u64, frames: u64) -> u64 {
+    let mut bytes = 0;
+    for _ in 0..frames {
+        match g.recv().await {
+            GuestFrame::Output { id: i, data, .. } if i == id => {
+                bytes += data.into_vec().len() as u64;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    bytes
+}
+
+/// Asserts that the guest sends nothing for a while (its window is full).
+async fn nothing_comes(g: &mut Guest) {
+    let more = tokio::time::timeout(
+        Duration::from_millis(300),
+        wire::read_raw_frame(&mut g.stdout),
+    )
+    .await;
+    assert!(more.is_err(), "a frame came with the window full: {more:?}");
+}
+
+#[tokio::test]
+async fn command_output_stops_at_its_window_until_the_host_acknowledges() {
+    let (_d, ws) = tempdir();
+    let mut g = Guest::start(config(&ws)).await;
+    let total: u64 = 4 << 20;
+    g.send(&HostFrame::Request {
+        id: 1,
+        op: Op::Exec(ExecRequest::shell(format!("head -c {total} /dev/zero"))),
+    })
+    .await;
+    let mut got = receive_output(&mut g, 1, OUTPUT_WINDOW).await;
+    nothing_comes(&mut g).await;
+    // Acknowledging more than is out opens the window by one window only.
+    g.send(&HostFrame::OutputAck {
+        id: 1,
+        frames: 100 * OUTPUT_WINDOW,
+    })
+    .await;
+    got += receive_output(&mut g, 1, OUTPUT_WINDOW).await;
+    nothing_comes(&mut g).await;
+    // Then as a host does, to the end: everything arrives, in order.
+    g.send(&HostFrame::OutputAck {
+        id: 1,
+        frames: OUTPUT_WINDOW,
+    })
+    .await;
+    let (result, output) = g.wait_for(1).await;
+    let OpResult::Exit(exit) = result else {
+        panic!("{result:?}");
+    };
+    assert_eq!(exit.code, Some(0));
+    assert!(!exit.output_truncated);
+    got += output.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+    assert_eq!(got, total);
+}
+
+#[tokio::test]
+async fn output_written_while_the_window_is_closed_comes_in_larger_frames() {
+    let (_d, ws) = tempdir();
+    let mut g = Guest::start(config(&ws)).await;
+    // Two thousand one-byte writes, then a mark that they are all done.
+    let script = "i=0; while [ $i -lt 2000 ]; do printf x; i=$((i+1)); done; : > done";
+    g.send(&HostFrame::Request {
+        id: 1,
+        op: Op::Exec(ExecRequest::shell(script)),
+    })
+    .await;
+    let mut got = receive_output(&mut g, 1, OUTPUT_WINDOW).await;
+    // The window stays closed until the command has written everything.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !ws.join("done").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    g.send(&HostFrame::OutputAck {
+        id: 1,
+        frames: OUTPUT_WINDOW,
+    })
+    .await;
+    let (result, output) = g.wait_for(1).await;
+    assert!(matches!(result, OpResult::Exit(_)), "{result:?}");
+    got += output.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+    assert_eq!(got, 2000);
+    // What waited for the window was read into one chunk, not kept as
+    // two thousand frames.
+    assert!(
+        output.len() as u64 <= OUTPUT_WINDOW,
+        "{} frames after the window reopened",
+        output.len()
+    );
+}
+
+#[tokio::test]
+async fn output_the_host_stops_is_dropped_and_the_command_finishes() {
+    let (_d, ws) = tempdir();
+    let mut g = Guest::start(config(&ws)).await;
+    g.send(&HostFrame::Request {
+        id: 1,
+        op: Op::Exec(ExecRequest::shell(
+            "head -c 8388608 /dev/zero; echo end >&2",
+        )),
+    })
+    .await;
+    receive_output(&mut g, 1, OUTPUT_WINDOW).await;
+    nothing_comes(&mut g).await;
+    // No acknowledgement ever comes; the host says it wants no more.
+    g.send(&HostFrame::OutputStop { id: 1 }).await;
+    match g.recv().await {
+        GuestFrame::Response {
+            id: 1,
+            result: OpResult::Exit(exit),
+        } => assert_eq!(exit.code, Some(0)),
+        other => panic!("{other:?}"),
+    }
+    g.ping(2).await;
 }

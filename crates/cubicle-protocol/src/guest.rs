@@ -42,6 +42,23 @@
 //! overruns the window has the tunnel closed. (Version 1 had neither windows
 //! nor half-closes.)
 //!
+//! # Command output and flow control
+//!
+//! A running command's output is flow-controlled the same way, counted in
+//! frames: the guest has at most [`OUTPUT_WINDOW`] `Output` frames of one
+//! `exec` request (both streams together, each at most [`DATA_CHUNK`]
+//! bytes) unacknowledged, and the host acknowledges them with
+//! [`HostFrame::OutputAck`] once it has passed them on (to its caller's
+//! live stream, or into the collected result). While the window is closed
+//! the output waits in the command's pipe, which gathers it, so it arrives
+//! in fewer, larger frames when the host is slow; once the pipe is full the
+//! command blocks on it, as it would writing to a slow terminal. So a caller that stops reading a command's live output stalls
+//! that command and nothing else, and the host holds at most a window of it.
+//! A guest that overruns the window fails the request and has its command
+//! killed. A host that stops waiting for a command says
+//! [`HostFrame::OutputStop`], after which the guest reads and drops its
+//! output instead of waiting for room. (Version 2 had no output window.)
+//!
 //! The guest trusts the host; the host treats every guest frame as untrusted
 //! input, since everything inside the cubicle may be hostile.
 
@@ -53,7 +70,7 @@ use serde::{Deserialize, Serialize};
 use crate::bytes::Bytes;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame either side accepts, in bytes of JSON.
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
@@ -64,6 +81,10 @@ pub const DATA_CHUNK: usize = 64 * 1024;
 /// Bytes of tunnel payload one side may send before the other acknowledges
 /// them; see the module's "Tunnels and flow control".
 pub const TUNNEL_WINDOW: u64 = 512 * 1024;
+
+/// `Output` frames of one `exec` request the guest may send before the host
+/// acknowledges them; see the module's "Command output and flow control".
+pub const OUTPUT_WINDOW: u64 = 32;
 
 /// Largest file payload of one `read_file` or `write_file` request.
 pub const MAX_FILE_CHUNK: u64 = 8 * 1024 * 1024;
@@ -109,6 +130,20 @@ pub enum HostFrame {
         /// Tunnel id.
         tunnel: u64,
     },
+    /// The host passed on this many more `Output` frames of a running
+    /// `exec` request, which reopens the guest's output window by as many.
+    OutputAck {
+        /// The `exec` request's id.
+        id: u64,
+        /// Frames passed on since the last acknowledgement.
+        frames: u64,
+    },
+    /// The host wants no more output of a running `exec` request (its
+    /// caller went away): the guest reads and drops it from now on.
+    OutputStop {
+        /// The `exec` request's id.
+        id: u64,
+    },
     /// The host closed (or refused) a tunnel.
     TunnelClose {
         /// Tunnel id.
@@ -141,7 +176,8 @@ pub enum GuestFrame {
         /// Outcome.
         result: OpResult,
     },
-    /// Output of a running `exec` request.
+    /// Output of a running `exec` request, within the request's output
+    /// window ([`OUTPUT_WINDOW`]).
     Output {
         /// The `exec` request's id.
         id: u64,

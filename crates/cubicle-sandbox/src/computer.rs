@@ -25,6 +25,11 @@ pub struct ComputerInfo {
     pub grants: Vec<GrantInfo>,
 }
 
+/// Capacity, in chunks, for a channel taking a command's live output: a
+/// receiver that falls this far behind holds the command up instead of
+/// letting its output pile up in memory.
+pub const LIVE_OUTPUT_CHUNKS: usize = 16;
+
 /// A chunk of live command output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputChunk {
@@ -116,7 +121,7 @@ pub trait Computer: Send + Sync {
     async fn exec(
         &self,
         req: ExecRequest,
-        live: Option<mpsc::UnboundedSender<OutputChunk>>,
+        live: Option<mpsc::Sender<OutputChunk>>,
     ) -> Result<ExecOutput, SandboxError> {
         self.guest().exec(req, live).await
     }

@@ -8,7 +8,7 @@
 //! stream closes, every pending call fails with
 //! [`SandboxError::Disconnected`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -17,8 +17,9 @@ use async_trait::async_trait;
 use cubicle_guest::Window;
 use cubicle_guest::wire::{self, WireError};
 use cubicle_protocol::guest::{
-    DATA_CHUNK, DirEntry, ExecRequest, FileStat, GrepMatch, GrepRequest, GuestConfig, GuestFrame,
-    HostFrame, MAX_FILE_CHUNK, Op, OpResult, OutputStream, PROTOCOL_VERSION,
+    DATA_CHUNK, DirEntry, ExecRequest, ExecResult, FileStat, GrepMatch, GrepRequest, GuestConfig,
+    GuestFrame, HostFrame, MAX_FILE_CHUNK, OUTPUT_WINDOW, Op, OpResult, OutputStream,
+    PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -35,6 +36,9 @@ pub const DEFAULT_OUTPUT_CAP: u64 = 64 * 1024 * 1024;
 
 /// Why a tunnel is closed when the guest sent more than its window.
 const OVERRUN: &str = "the guest sent more than the tunnel's flow-control window";
+
+/// Why a command fails when the guest sent more output than its window.
+const OUTPUT_OVERRUN: &str = "the guest sent more output than the request's flow-control window";
 
 /// Why a tunnel is refused when the session has no network.
 const NO_NETWORK: &str = "network access is not available in this cubicle";
@@ -141,8 +145,10 @@ impl HostTunnel {
 struct Shared {
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Waiter>>,
-    /// Ids of the commands started and not yet finished or cancelled.
-    execs: Mutex<HashSet<u64>>,
+    /// The commands started and not yet finished or cancelled, each with
+    /// the `Output` frames received and not yet acknowledged: the guest's
+    /// output window as this side counts it.
+    execs: Mutex<HashMap<u64, u64>>,
     tunnels: Mutex<HashMap<u64, HostTunnel>>,
     /// Why the connection closed, once it has.
     closed: Mutex<Option<String>>,
@@ -242,16 +248,7 @@ impl Shared {
                     None => tracing::warn!(id, "guest answered an unknown request"),
                 }
             }
-            GuestFrame::Output { id, stream, data } => {
-                let waiter = self.pending.lock().ok().and_then(|p| p.get(&id).cloned());
-                match waiter {
-                    Some(Some(w)) => {
-                        let _ = w.send(Event::Output(stream, data.into_vec()));
-                    }
-                    Some(None) => {}
-                    None => tracing::warn!(id, "guest sent output for an unknown request"),
-                }
-            }
+            GuestFrame::Output { id, stream, data } => self.output(id, stream, data.into_vec()),
             GuestFrame::Error {
                 id: Some(id),
                 code,
@@ -309,6 +306,73 @@ impl Shared {
         }
     }
 
+    /// Hands a command's output to its waiter, within the output window.
+    fn output(&self, id: u64, stream: OutputStream, data: Vec<u8>) {
+        let waiter = self.pending.lock().ok().and_then(|p| p.get(&id).cloned());
+        let w = match waiter {
+            Some(Some(w)) => w,
+            // Nobody waits: dropped, and not counted (the guest was told to
+            // stop sending it).
+            Some(None) => return,
+            None => {
+                tracing::warn!(id, "guest sent output for an unknown request");
+                return;
+            }
+        };
+        let within = self.execs.lock().ok().and_then(|mut execs| {
+            let unacked = execs.get_mut(&id)?;
+            let within = *unacked < OUTPUT_WINDOW && data.len() <= DATA_CHUNK;
+            *unacked += u64::from(within);
+            Some(within)
+        });
+        match within {
+            Some(true) => {
+                let _ = w.send(Event::Output(stream, data));
+            }
+            Some(false) => {
+                tracing::warn!(id, "guest overran a command's output window; failing it");
+                self.abandon_exec(id);
+                let _ = w.send(Event::Done(Err(SandboxError::Protocol(
+                    OUTPUT_OVERRUN.to_owned(),
+                ))));
+            }
+            None => tracing::warn!(id, "guest sent output for a request that is not exec"),
+        }
+    }
+
+    /// Acknowledges `frames` output frames of command `id`, passed on;
+    /// nothing for a command abandoned meanwhile.
+    fn output_passed(&self, id: u64, frames: u64) {
+        let counted = self.execs.lock().ok().is_some_and(|mut execs| {
+            execs
+                .get_mut(&id)
+                .map(|unacked| *unacked = unacked.saturating_sub(frames))
+                .is_some()
+        });
+        if counted {
+            let _ = self.send(HostFrame::OutputAck { id, frames });
+        }
+    }
+
+    /// Nobody waits for command `id` any more: kills its process group, and
+    /// lets whatever it still sends fall on the floor.
+    fn abandon_exec(&self, id: u64) {
+        self.ignore(id);
+        if let Ok(mut e) = self.execs.lock() {
+            e.remove(&id);
+        }
+        let _ = self.send(HostFrame::OutputStop { id });
+        if let Ok((sig_id, _)) = self.register(false) {
+            let _ = self.send(HostFrame::Request {
+                id: sig_id,
+                op: Op::Signal {
+                    exec_id: id,
+                    signal: 9,
+                },
+            });
+        }
+    }
+
     fn open_tunnel(self: &Arc<Self>, tunnel: u64) {
         let Some(connector) = self.egress.clone() else {
             let _ = self.send(HostFrame::TunnelClose {
@@ -348,7 +412,7 @@ impl Shared {
     /// guest's answers; returns how many were signalled.
     fn signal_all(&self, signal: i32) -> usize {
         let ids: Vec<u64> = match self.execs.lock() {
-            Ok(e) => e.iter().copied().collect(),
+            Ok(e) => e.keys().copied().collect(),
             Err(_) => return 0,
         };
         let mut sent = 0;
@@ -532,7 +596,7 @@ impl GuestClient {
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
-            execs: Mutex::new(HashSet::new()),
+            execs: Mutex::new(HashMap::new()),
             tunnels: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
             connected: AtomicBool::new(true),
@@ -588,7 +652,7 @@ impl GuestClient {
         let (id, rx) = self.shared.register(true)?;
         let rx = rx.ok_or_else(|| SandboxError::Protocol("no waiter".to_owned()))?;
         if let Ok(mut e) = self.shared.execs.lock() {
-            e.insert(id);
+            e.insert(id, 0);
         }
         let handle = ExecHandle {
             shared: self.shared.clone(),
@@ -606,12 +670,14 @@ impl GuestClient {
 
     /// Runs a command to completion, collecting its output (up to the
     /// request's `max_output_bytes`, or [`DEFAULT_OUTPUT_CAP`]) and sending
-    /// each chunk to `live` as it arrives. Dropping the future kills the
-    /// command.
+    /// each chunk to `live` as it arrives. A `live` receiver that falls
+    /// behind holds the command up (its output waits in the guest, then in
+    /// its pipe), so the host never buffers more than a window of it.
+    /// Dropping the future kills the command.
     pub async fn exec(
         &self,
         req: ExecRequest,
-        live: Option<mpsc::UnboundedSender<OutputChunk>>,
+        live: Option<mpsc::Sender<OutputChunk>>,
     ) -> Result<ExecOutput, SandboxError> {
         self.start_exec(req)?.wait(live).await
     }
@@ -847,28 +913,59 @@ impl ExecHandle {
         self.id
     }
 
-    /// Waits for the command, collecting output and forwarding it to `live`.
+    /// Waits for the command, collecting its output (up to the cap of
+    /// [`GuestClient::exec`]) and forwarding it to `live`.
     pub async fn wait(
+        self,
+        live: Option<mpsc::Sender<OutputChunk>>,
+    ) -> Result<ExecOutput, SandboxError> {
+        let cap = self.cap;
+        self.collect(live, Some(cap)).await
+    }
+
+    /// Waits for the command, forwarding its output to `live` and keeping
+    /// none of it: for a command that runs as long as the session, whose
+    /// output is a stream (an MCP server's stdout).
+    pub async fn stream(self, live: mpsc::Sender<OutputChunk>) -> Result<ExecResult, SandboxError> {
+        Ok(self.collect(Some(live), None).await?.result)
+    }
+
+    /// Takes the command's output as it comes, keeping up to `keep` bytes
+    /// of it, and acknowledges each frame once it is passed on.
+    async fn collect(
         mut self,
-        live: Option<mpsc::UnboundedSender<OutputChunk>>,
+        mut live: Option<mpsc::Sender<OutputChunk>>,
+        keep: Option<u64>,
     ) -> Result<ExecOutput, SandboxError> {
         let mut out = ExecOutput::default();
-        let mut room = self.cap;
+        let mut room = keep.unwrap_or(0);
         let mut cut = false;
+        let mut passed = 0;
         loop {
             match self.rx.recv().await {
                 Some(Event::Output(stream, data)) => {
-                    let keep = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
-                    cut |= keep < data.len();
-                    room -= keep as u64;
-                    let sink = match stream {
-                        OutputStream::Stdout => &mut out.stdout,
-                        OutputStream::Stderr => &mut out.stderr,
-                    };
-                    sink.extend_from_slice(&data[..keep]);
-                    if let Some(live) = &live {
-                        // A caller that stopped listening still gets the result.
-                        let _ = live.send(OutputChunk { stream, data });
+                    if keep.is_some() {
+                        let kept = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
+                        cut |= kept < data.len();
+                        room -= kept as u64;
+                        let sink = match stream {
+                            OutputStream::Stdout => &mut out.stdout,
+                            OutputStream::Stderr => &mut out.stderr,
+                        };
+                        sink.extend_from_slice(&data[..kept]);
+                    }
+                    // A caller that stopped listening still gets the result.
+                    if let Some(tx) = &live
+                        && tx.send(OutputChunk { stream, data }).await.is_err()
+                    {
+                        live = None;
+                    }
+                    // Half a window at a time: the guest only ever waits
+                    // with a whole window out, so it is always acknowledged.
+                    passed += 1;
+                    if passed >= OUTPUT_WINDOW / 2 {
+                        self.shared.output_passed(self.id, passed);
+                        passed = 0;
                     }
                 }
                 Some(Event::Done(result)) => {
@@ -901,16 +998,7 @@ impl Drop for ExecHandle {
         }
         // Cancelled: kill the command's whole process group, and let its
         // remaining output and result fall on the floor.
-        self.shared.ignore(self.id);
-        if let Ok((sig_id, _)) = self.shared.register(false) {
-            let _ = self.shared.send(HostFrame::Request {
-                id: sig_id,
-                op: Op::Signal {
-                    exec_id: self.id,
-                    signal: 9,
-                },
-            });
-        }
+        self.shared.abandon_exec(self.id);
     }
 }
 

@@ -13,5 +13,7 @@ pub mod locate;
 mod spawn;
 pub mod vm;
 
-pub use computer::{Computer, ComputerInfo, ExecOutput, OutputChunk, SandboxError};
+pub use computer::{
+    Computer, ComputerInfo, ExecOutput, LIVE_OUTPUT_CHUNKS, OutputChunk, SandboxError,
+};
 pub use grants::Grant;

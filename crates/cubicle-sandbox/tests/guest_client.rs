@@ -9,13 +9,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cubicle_guest::wire;
 use cubicle_protocol::guest::{
-    DATA_CHUNK, ErrorCode, ExecRequest, GuestConfig, GuestFrame, HostFrame, MAX_FRAME_LEN, Op,
-    OpResult, PROTOCOL_VERSION, TUNNEL_WINDOW,
+    DATA_CHUNK, ErrorCode, ExecRequest, ExecResult, GuestConfig, GuestFrame, HostFrame,
+    MAX_FRAME_LEN, OUTPUT_WINDOW, Op, OpResult, OutputStream, PROTOCOL_VERSION, TUNNEL_WINDOW,
 };
 use cubicle_sandbox::SandboxError;
 use cubicle_sandbox::guest_client::{AsyncReadWrite, EgressConnector, GuestClient};
 use pretty_assertions::assert_eq;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
 
 struct FakeGuest {
     rd: ReadHalf<DuplexStream>,
@@ -181,8 +182,98 @@ async fn dropping_an_exec_sends_sigkill() {
     let (id, _) = fake.request().await;
     assert_eq!(id, exec_id);
     drop(handle);
+    // The guest is told to stop sending its output, and to kill it.
+    assert_eq!(fake.recv().await, HostFrame::OutputStop { id: exec_id });
     let (_, op) = fake.request().await;
     assert_eq!(op, Op::Signal { exec_id, signal: 9 });
+}
+
+/// Sends `frames` output frames of `DATA_CHUNK` bytes for request `id`.
+async fn send_output(fake: &mut FakeGuest, id: u64, frames: u64) {
+    for _ in 0..frames {
+        fake.send(&GuestFrame::Output {
+            id,
+            stream: OutputStream::Stdout,
+            data: vec![b'x'; DATA_CHUNK].into(),
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_live_reader_holds_up_the_output_window() {
+    let (client, mut fake) = connect().await;
+    let handle = client.start_exec(ExecRequest::shell("yes")).unwrap();
+    let (id, _) = fake.request().await;
+    // A live reader that reads nothing yet, with room for one chunk.
+    let (live, mut chunks) = mpsc::channel(1);
+    let waiting = tokio::spawn(handle.wait(Some(live)));
+    send_output(&mut fake, id, OUTPUT_WINDOW).await;
+    // Nothing is passed on past the live channel, so nothing is
+    // acknowledged, however long the guest waits (here, a while).
+    let ack = tokio::time::timeout(Duration::from_millis(300), fake.recv()).await;
+    assert!(
+        ack.is_err(),
+        "acknowledged with the reader stalled: {ack:?}"
+    );
+    // As the reader reads, the window reopens, half a window at a time.
+    let mut acked = 0;
+    for read in 1..=OUTPUT_WINDOW {
+        assert_eq!(chunks.recv().await.unwrap().data.len(), DATA_CHUNK);
+        if read % (OUTPUT_WINDOW / 2) == 0 {
+            match fake.recv().await {
+                HostFrame::OutputAck { id: i, frames } => {
+                    assert_eq!(i, id);
+                    acked += frames;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    // The last chunk is read once it is passed on, so every frame but the
+    // ones still in flight is acknowledged.
+    assert!(acked >= OUTPUT_WINDOW - OUTPUT_WINDOW / 2, "{acked}");
+    fake.send(&GuestFrame::Response {
+        id,
+        result: OpResult::Exit(ExecResult {
+            code: Some(0),
+            ..ExecResult::default()
+        }),
+    })
+    .await;
+    let out = waiting.await.unwrap().unwrap();
+    assert_eq!(out.stdout.len() as u64, OUTPUT_WINDOW * DATA_CHUNK as u64);
+}
+
+#[tokio::test]
+async fn a_guest_that_overruns_an_output_window_fails_the_command() {
+    let (client, mut fake) = connect().await;
+    let handle = client.start_exec(ExecRequest::shell("yes")).unwrap();
+    let (id, _) = fake.request().await;
+    // The reader takes one chunk and then stalls, so nothing is acknowledged.
+    let (live, mut chunks) = mpsc::channel(1);
+    let waiting = tokio::spawn(handle.wait(Some(live)));
+    send_output(&mut fake, id, OUTPUT_WINDOW + 1).await;
+    // The host tells the guest to stop the output and kills the command.
+    assert_eq!(fake.recv().await, HostFrame::OutputStop { id });
+    let (_, op) = fake.request().await;
+    assert_eq!(
+        op,
+        Op::Signal {
+            exec_id: id,
+            signal: 9
+        }
+    );
+    // The caller learns why once it reads on.
+    while chunks.recv().await.is_some() {}
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, SandboxError::Protocol(m) if m.contains("window")),
+        "{err:?}"
+    );
+    // Whatever else comes for it is dropped, and the session serves on.
+    send_output(&mut fake, id, 2 * OUTPUT_WINDOW).await;
+    ping_answered(&client, fake).await;
 }
 
 #[tokio::test]

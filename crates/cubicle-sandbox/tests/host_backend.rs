@@ -51,10 +51,37 @@ async fn info_describes_an_unisolated_host() {
 }
 
 #[tokio::test]
+async fn a_slow_live_reader_gets_all_the_output_in_order() {
+    let s = Setup::new();
+    let c = s.start(vec![]).await;
+    // Room for one chunk, and a reader that dawdles over each: the command
+    // waits for it, and nothing is lost or reordered.
+    let (tx, mut rx) = mpsc::channel::<OutputChunk>(1);
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            all.extend(chunk.data);
+        }
+        all
+    });
+    let out = c
+        .exec(ExecRequest::shell("seq 1 200000"), Some(tx))
+        .await
+        .unwrap();
+    let live = reader.await.unwrap();
+    let want: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(out.result.code, Some(0));
+    assert!(live == want.as_bytes(), "live output differs");
+    assert!(out.stdout == live, "collected output differs");
+    c.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn exec_streams_live_chunks_in_order() {
     let s = Setup::new();
     let c = s.start(vec![]).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(64);
     let out = c
         .exec(
             ExecRequest::shell(

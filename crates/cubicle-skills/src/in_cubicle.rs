@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cubicle_agent::{HookPermission, HookPoint, HookVerdict, SessionHooks};
 use cubicle_protocol::guest::{ExecRequest, OutputStream, Stdin};
-use cubicle_sandbox::{Computer, OutputChunk};
+use cubicle_sandbox::{Computer, LIVE_OUTPUT_CHUNKS, OutputChunk};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
@@ -216,10 +216,10 @@ pub async fn connect_stdio(
 
     // Server stdout → `from_server`; its stderr → the tail kept for errors.
     let (mut to_client, from_server) = tokio::io::duplex(64 * 1024);
-    let (live_tx, mut live_rx) = mpsc::unbounded_channel::<OutputChunk>();
+    let (live_tx, mut live_rx) = mpsc::channel::<OutputChunk>(LIVE_OUTPUT_CHUNKS);
     let name = config.name.clone();
     tokio::spawn(async move {
-        if let Err(e) = handle.wait(Some(live_tx)).await {
+        if let Err(e) = handle.stream(live_tx).await {
             tracing::debug!("MCP server `{name}` ended: {e}");
         }
     });

@@ -33,7 +33,7 @@ pub struct ToolContext {
     /// The model's id for the call.
     pub call_id: String,
     /// Where live output (of commands) goes, when a front end watches.
-    pub live: Option<mpsc::UnboundedSender<OutputChunk>>,
+    pub live: Option<mpsc::Sender<OutputChunk>>,
 }
 
 /// What a tool call returns to the model.

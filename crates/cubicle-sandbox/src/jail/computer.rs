@@ -404,7 +404,7 @@ impl Computer for JailComputer {
     async fn exec(
         &self,
         req: ExecRequest,
-        live: Option<mpsc::UnboundedSender<OutputChunk>>,
+        live: Option<mpsc::Sender<OutputChunk>>,
     ) -> Result<ExecOutput, SandboxError> {
         let Some((cap, _)) = &self.cap else {
             return self.client.exec(req, live).await;
@@ -414,10 +414,12 @@ impl Computer for JailComputer {
         if let Some(note) = cap.note_after(kills, &out, &self.client).await {
             let line = format!("{note}\n").into_bytes();
             if let Some(live) = &live {
-                let _ = live.send(OutputChunk {
-                    stream: OutputStream::Stderr,
-                    data: line.clone(),
-                });
+                let _ = live
+                    .send(OutputChunk {
+                        stream: OutputStream::Stderr,
+                        data: line.clone(),
+                    })
+                    .await;
             }
             if !out.stderr.is_empty() && !out.stderr.ends_with(b"\n") {
                 out.stderr.push(b'\n');

@@ -569,7 +569,7 @@ impl VmInstance {
     async fn exec(
         &self,
         req: ExecRequest,
-        live: Option<tokio::sync::mpsc::UnboundedSender<OutputChunk>>,
+        live: Option<tokio::sync::mpsc::Sender<OutputChunk>>,
     ) -> Result<ExecOutput, SandboxError> {
         if let Some(reason) = self.watch.dead() {
             return Err(SandboxError::Disconnected(reason));
@@ -797,7 +797,7 @@ impl Computer for VmComputer {
     async fn exec(
         &self,
         req: ExecRequest,
-        live: Option<tokio::sync::mpsc::UnboundedSender<OutputChunk>>,
+        live: Option<tokio::sync::mpsc::Sender<OutputChunk>>,
     ) -> Result<ExecOutput, SandboxError> {
         let vm = self.current();
         let result = vm.exec(req, live).await;
