@@ -107,7 +107,7 @@ async fn exec(args: ExecArgs) -> Result<ExitCode> {
         .map(parse_duration)
         .transpose()?
         .map(|d| d.as_millis() as u64);
-    // Output is streamed, not collected: cap what the collector keeps.
+    // All of the output is streamed, and none of it kept.
     req.max_output_bytes = None;
     let (tx, mut rx) =
         mpsc::channel::<cubicle_sandbox::OutputChunk>(cubicle_sandbox::LIVE_OUTPUT_CHUNKS);
@@ -120,12 +120,14 @@ async fn exec(args: ExecArgs) -> Result<ExitCode> {
         }
         let _ = std::io::stdout().flush();
     });
-    let result = computer.exec(req, Some(tx)).await;
+    let result = match computer.guest().start_exec(req) {
+        Ok(handle) => handle.stream(tx).await,
+        Err(e) => Err(e),
+    };
     let _ = printer.await;
     let _ = computer.stop().await;
     let _ = std::fs::remove_dir_all(&scratch);
-    let out = result?;
-    let r = out.result;
+    let r = result?;
     Ok(if r.timed_out {
         timed_out()
     } else if let Some(code) = r.code {
