@@ -138,6 +138,17 @@ fn a_command_ends_as_a_shell_would_say() {
     let (out, _, stderr) = exec(&["--", "/etc"]);
     assert_eq!(out.status.code(), Some(126), "{stderr}");
     assert!(stderr.contains("cannot run `/etc`"), "{stderr}");
+    // A script without `#!` runs with /bin/sh, as execvp runs it.
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let script = scripts.join("plain-script");
+    std::fs::write(&script, "echo \"sh ran $1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let grant = format!("{}:ro", scripts.display());
+    let (out, stdout, stderr) = exec(&["--grant", &grant, "--", "/mnt/scripts/plain-script", "it"]);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "sh ran it\n");
     let (out, _, stderr) = exec(&["--cwd", "/no/such/dir", "--", "true"]);
     assert_eq!(out.status.code(), Some(126));
     assert!(stderr.contains("/no/such/dir"), "{stderr}");

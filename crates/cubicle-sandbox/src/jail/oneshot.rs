@@ -445,24 +445,21 @@ fn setup_error(stderr: &str) -> SandboxError {
     })
 }
 
-/// Step 9 of a one-shot jail, in PID 1 once the host let it go: forks the
+/// Step 9 of a one-shot jail, in PID 1 once the host let it go: starts the
 /// command and reaps every process until the command has ended; returns
 /// the status PID 1 exits with.
 pub(super) fn pid1(command: &PreparedCommand<'_>) -> i32 {
-    let child = match sys::fork() {
-        Ok(Forked::Child) => exec(command),
-        Ok(Forked::Parent(pid)) => pid,
-        Err(e) => {
-            eprintln!(
-                "{ERROR_PREFIX} cannot start the command: fork: {}",
-                errno_name(&e)
-            );
-            return SETUP_FAILED;
-        }
-    };
+    let started = start(command);
     // Tell the host the jail is built; from here on its stderr is the
     // command's.
     let _ = sys::write_all(command.command.started, &[1]);
+    let child = match started {
+        Ok(pid) => pid,
+        Err((code, why)) => {
+            eprintln!("cubicle: {why}");
+            return code;
+        }
+    };
     loop {
         match sys::waitpid(-1) {
             Ok((pid, exit)) if pid == child => {
@@ -478,29 +475,52 @@ pub(super) fn pid1(command: &PreparedCommand<'_>) -> i32 {
     }
 }
 
-/// In the command's process: enters its working directory and executes it,
-/// as `execvp` would (a file without `#!` runs with `/bin/sh`).
-fn exec(command: &PreparedCommand<'_>) -> ! {
+/// Starts the command in its working directory, as `execvp` would (a file
+/// without `#!` runs with `/bin/sh`), with `posix_spawn`: PID 1 is a copy
+/// of the whole host process, and a `fork` would copy its page tables for
+/// nothing. Returns the command's pid, or the status to end with and why.
+fn start(command: &PreparedCommand<'_>) -> Result<libc::pid_t, (i32, String)> {
     let program = command.command.argv.first().map_or("", String::as_str);
+    // PID 1's own settings are the command's: its working directory, and
+    // nothing but stdio inherited. SIGPIPE, which the Rust runtime ignores,
+    // is a no-op for PID 1 (the kernel does not deliver default-action
+    // signals to a namespace's init) and the command's default again.
     sys::default_sigpipe();
     if let Err(e) = sys::chdir(&command.cwd) {
-        eprintln!(
-            "cubicle: cannot enter the working directory {}: {}",
-            command.command.cwd,
-            errno_name(&e)
-        );
-        sys::exit_now(CANNOT_RUN);
+        return Err((
+            CANNOT_RUN,
+            format!(
+                "cannot enter the working directory {}: {}",
+                command.command.cwd,
+                errno_name(&e)
+            ),
+        ));
     }
     sys::cloexec_from(3);
     let mut denied = None;
     for path in &command.candidates {
-        let err = sys::execve(path, &command.argv, &command.envp);
+        let Ok(path_c) = sys::cstr(path) else {
+            continue;
+        };
+        // A start costs a process: a `PATH` entry without the program is
+        // passed over as `execve` would pass it over, for a `stat`.
+        if let Err(e) = std::fs::metadata(path)
+            && matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR))
+        {
+            continue;
+        }
+        let err = match sys::spawn(&path_c, &command.argv, &command.envp) {
+            Ok(pid) => return Ok(pid),
+            Err(e) => e,
+        };
         match err.raw_os_error() {
             Some(libc::ENOEXEC) => {
-                let mut argv = vec![c"/bin/sh".to_owned(), sys::cstr(path).unwrap_or_default()];
+                let mut argv = vec![c"/bin/sh".to_owned(), path_c];
                 argv.extend(command.argv.iter().skip(1).cloned());
-                let err = sys::execve(Path::new("/bin/sh"), &argv, &command.envp);
-                denied = Some(err);
+                match sys::spawn(c"/bin/sh", &argv, &command.envp) {
+                    Ok(pid) => return Ok(pid),
+                    Err(e) => denied = Some(e),
+                }
                 break;
             }
             Some(libc::ENOENT | libc::ENOTDIR) => {}
@@ -512,16 +532,16 @@ fn exec(command: &PreparedCommand<'_>) -> ! {
             }
         }
     }
-    match denied {
-        Some(e) => {
-            eprintln!("cubicle: cannot run `{program}`: {}", errno_name(&e));
-            sys::exit_now(CANNOT_RUN)
-        }
-        None => {
-            eprintln!("cubicle: `{program}` was not found in the cubicle");
-            sys::exit_now(NOT_FOUND)
-        }
-    }
+    Err(match denied {
+        Some(e) => (
+            CANNOT_RUN,
+            format!("cannot run `{program}`: {}", errno_name(&e)),
+        ),
+        None => (
+            NOT_FOUND,
+            format!("`{program}` was not found in the cubicle"),
+        ),
+    })
 }
 
 #[cfg(test)]
