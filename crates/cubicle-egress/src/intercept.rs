@@ -90,9 +90,9 @@ pub(crate) struct Interceptor {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    // Explicit, so that another crate enabling aws-lc-rs in the same build
-    // cannot make the process-default provider ambiguous.
-    Arc::new(rustls::crypto::ring::default_provider())
+    // Explicit, so that no process-default provider need be installed (and
+    // none installed elsewhere can change it).
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 impl Interceptor {

@@ -99,7 +99,7 @@ pub(crate) fn load_or_create(dir: &Path, ip: IpAddr) -> Result<ServerCert, TlsEr
     let cert = CertificateDer::from_pem_slice(&cert_pem).map_err(|e| unusable(e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| unusable(e.to_string()))?;
     let fingerprint = fingerprint(&cert);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| unusable(e.to_string()))?

@@ -307,7 +307,7 @@ async fn a_watch_device_cannot_steer_and_a_control_device_can() {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(rustls_pem_der(&pem).into()).unwrap();
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()

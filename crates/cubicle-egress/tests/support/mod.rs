@@ -198,7 +198,7 @@ impl TestCa {
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// An HTTPS upstream on 127.0.0.1 with a leaf from `ca` for `names`.
