@@ -181,18 +181,20 @@ impl Asm {
 
     /// Resolves the jumps. Every target lies ahead (classic BPF cannot jump
     /// back) and within reach; the program is fixed, so a failure here is a
-    /// bug the unit tests catch.
+    /// bug the unit tests catch. Such a bug fails closed: a label never
+    /// placed resolves to the last instruction (which kills), and a jump out
+    /// of reach makes the kernel refuse the filter, and the jail not start.
     fn finish(self) -> BpfProgram {
+        let last = self.ops.len().saturating_sub(1);
         let at = |to: To, from: usize| -> usize {
             if to == To::Next {
                 return 0;
             }
-            let (_, target) = self
+            let target = self
                 .labels
                 .iter()
                 .find(|(label, _)| *label == to)
-                .copied()
-                .unwrap_or((to, from + 1));
+                .map_or(last, |&(_, at)| at);
             target.saturating_sub(from + 1)
         };
         self.ops
@@ -289,7 +291,8 @@ mod tests {
                 assert!(t < usize::from(u8::MAX), "instruction {i} jumps too far");
             }
         }
-        assert_eq!(prog.last().unwrap().code, RET_K);
+        let last = prog.last().unwrap();
+        assert_eq!((last.code, last.k), (RET_K, RET_KILL_PROCESS));
     }
 
     /// Runs `probe` in a child with the filter installed; returns its exit
