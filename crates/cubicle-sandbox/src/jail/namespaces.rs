@@ -38,7 +38,7 @@ pub fn unshare_all() -> Result<(), InitError> {
 /// every namespace but the cgroup one (which PID 1 enters once it has
 /// joined the session cgroup, so that the namespace is rooted there). The
 /// child is PID 1 of the new PID namespace; it must call [`map_ids`]
-/// first. The caller must be single-threaded, as for [`sys::fork`].
+/// first. The caller must be single-threaded, as for [`sys::clone_with`].
 pub fn clone_into_namespaces() -> Result<sys::Forked, InitError> {
     sys::clone_with(NAMESPACES & !libc::CLONE_NEWCGROUP).map_err(|e| namespace_error(&e))
 }

@@ -15,8 +15,10 @@
 //!   pipe only this process holds open), maps the ids, joins the cgroup
 //!   and only then enters a cgroup namespace of its own (step 2), so that
 //!   the namespace is rooted at the session cgroup as in a session.
-//! - **No guest.** PID 1 forks the command and reaps every process that
-//!   ends until the command has; then it exits with the command's status
+//! - **No guest.** PID 1 starts the command with `posix_spawn` (which,
+//!   unlike `fork`, copies none of the host process's page tables) and
+//!   reaps every process that ends until the command has; then it exits
+//!   with the command's status
 //!   (128 + N for a command killed by signal N), and the kernel kills what
 //!   is left in the jail. The command gets the session's base environment
 //!   ([`super::computer::base_env`] plus the caller's additions), its working
