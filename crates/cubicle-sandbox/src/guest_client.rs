@@ -960,10 +960,13 @@ impl ExecHandle {
                     {
                         live = None;
                     }
-                    // Half a window at a time: the guest only ever waits
-                    // with a whole window out, so it is always acknowledged.
+                    // Half a window at a time, or whatever was passed on
+                    // once nothing more is queued, so that a guest keeping
+                    // pace is not held up for an acknowledgement. (Half a
+                    // window alone could not deadlock either: the guest only
+                    // waits with a whole window out.)
                     passed += 1;
-                    if passed >= OUTPUT_WINDOW / 2 {
+                    if passed >= OUTPUT_WINDOW / 2 || self.rx.is_empty() {
                         self.shared.output_passed(self.id, passed);
                         passed = 0;
                     }
