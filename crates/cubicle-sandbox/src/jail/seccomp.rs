@@ -144,6 +144,7 @@ struct Asm {
 const LD_W_ABS: u16 = 0x20;
 const JMP_JA: u16 = 0x05;
 const JMP_JEQ_K: u16 = 0x15;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // for x32 numbers
 const JMP_JGE_K: u16 = 0x35;
 const JMP_JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
