@@ -335,10 +335,9 @@ async fn run_inner(
     let drain_until = tokio::time::Instant::now() + DRAIN_GRACE;
     let mut abandoned = false;
     for mut pump in pumps {
-        if !abandoned
-            && tokio::time::timeout_at(drain_until, &mut pump)
-                .await
-                .is_ok()
+        if tokio::time::timeout_at(drain_until, &mut pump)
+            .await
+            .is_ok()
         {
             continue;
         }

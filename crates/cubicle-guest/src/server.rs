@@ -225,39 +225,24 @@ impl Session {
                 });
                 Flow::Continue
             }
-            HostFrame::TunnelData { tunnel, data } => {
+            // Tunnel and flow-control frames: they act on the session, and
+            // before the hello there is none, nor anything they could name.
+            frame => {
                 if let Some(ctx) = &self.ctx {
-                    ctx.tunnels.data(tunnel, data.into_vec());
-                }
-                Flow::Continue
-            }
-            HostFrame::TunnelEof { tunnel } => {
-                if let Some(ctx) = &self.ctx {
-                    ctx.tunnels.eof(tunnel);
-                }
-                Flow::Continue
-            }
-            HostFrame::TunnelAck { tunnel, bytes } => {
-                if let Some(ctx) = &self.ctx {
-                    ctx.tunnels.ack(tunnel, bytes);
-                }
-                Flow::Continue
-            }
-            HostFrame::OutputAck { id, frames } => {
-                if let Some(ctx) = &self.ctx {
-                    ctx.execs.ack(id, frames);
-                }
-                Flow::Continue
-            }
-            HostFrame::OutputStop { id } => {
-                if let Some(ctx) = &self.ctx {
-                    ctx.execs.stop_output(id);
-                }
-                Flow::Continue
-            }
-            HostFrame::TunnelClose { tunnel, reason } => {
-                if let Some(ctx) = &self.ctx {
-                    ctx.tunnels.close(tunnel, reason.as_deref());
+                    match frame {
+                        HostFrame::TunnelData { tunnel, data } => {
+                            ctx.tunnels.data(tunnel, data.into_vec());
+                        }
+                        HostFrame::TunnelEof { tunnel } => ctx.tunnels.eof(tunnel),
+                        HostFrame::TunnelAck { tunnel, bytes } => ctx.tunnels.ack(tunnel, bytes),
+                        HostFrame::TunnelClose { tunnel, reason } => {
+                            ctx.tunnels.close(tunnel, reason.as_deref());
+                        }
+                        HostFrame::OutputAck { id, frames } => ctx.execs.ack(id, frames),
+                        HostFrame::OutputStop { id } => ctx.execs.stop_output(id),
+                        // Answered above.
+                        HostFrame::Hello { .. } | HostFrame::Request { .. } => {}
+                    }
                 }
                 Flow::Continue
             }

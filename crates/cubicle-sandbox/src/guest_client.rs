@@ -938,16 +938,16 @@ impl ExecHandle {
         keep: Option<u64>,
     ) -> Result<ExecOutput, SandboxError> {
         let mut out = ExecOutput::default();
-        let mut room = keep.unwrap_or(0);
+        let mut room = keep;
         let mut cut = false;
         let mut passed = 0;
         loop {
             match self.rx.recv().await {
                 Some(Event::Output(stream, data)) => {
-                    if keep.is_some() {
-                        let kept = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
+                    if let Some(room) = &mut room {
+                        let kept = usize::try_from(*room).unwrap_or(usize::MAX).min(data.len());
                         cut |= kept < data.len();
-                        room -= kept as u64;
+                        *room -= kept as u64;
                         let sink = match stream {
                             OutputStream::Stdout => &mut out.stdout,
                             OutputStream::Stderr => &mut out.stderr,
